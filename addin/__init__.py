@@ -1,0 +1,1 @@
+"""Plancell's Excel edge: CLI, workbook reading/writing, (later) xlwings UDFs and ribbon."""

@@ -1,0 +1,33 @@
+"""Canonical column names of the data contract (see DESIGN.md, "Data contract").
+
+Validated tables use exactly these names, whatever the user's headers were.
+A series is one (SKU, Location) pair; ``Location`` is ``""`` when the data has none.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DATE", "SKU", "LOCATION", "QTY", "PRICE", "PROMO", "ONHAND", "CATEGORY",
+    "KEYS", "SALES_REQUIRED", "SALES_OPTIONAL", "ITEMS_OPTIONAL", "NO_LOCATION",
+]
+
+DATE = "Date"
+SKU = "SKU"
+LOCATION = "Location"
+QTY = "Qty"
+PRICE = "Price"
+PROMO = "Promo"
+ONHAND = "OnHand"
+CATEGORY = "Category"
+
+NO_LOCATION = ""
+KEYS = (SKU, LOCATION)
+
+SALES_REQUIRED = (DATE, SKU, QTY)
+SALES_OPTIONAL = (LOCATION, PRICE, PROMO, ONHAND)
+DRIVERS_REQUIRED = (DATE,)
+ITEMS_REQUIRED = (SKU,)
+ITEMS_OPTIONAL = (
+    LOCATION, CATEGORY, "LeadTimeDays", "LeadTimeStdDays", "ServiceLevel", "FillRateTarget",
+    "UnitCost", "MOQ", "OrderMultiple", "ReviewPeriodDays", "OnHand", "OnOrder", "Strategic",
+)
