@@ -1,0 +1,688 @@
+"""Feature engineering for the global demand model.
+
+The panel is held as dense ``(series x periods)`` float matrices, so every feature
+is a vectorised gather: lag ``k`` of row ``(i, t)`` is ``y[i, t - k]``; rolling
+statistics come from cumulative sums. The same code computes features for all
+training rows at once and, during recursive forecasting, for one column at a time,
+which rules out train/serve skew by construction.
+
+Targets and lags are divided by a per-series scale (mean demand over the last year
+of training history), so one model learns relative patterns shared by slow and
+fast movers; predictions are multiplied back.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import holidays as _holidays
+import numpy as np
+import pandas as pd
+
+from . import schema as S
+from .frequency import from_period, normalize_freq, season_length, to_period
+
+__all__ = [
+    "FeatureSpec",
+    "Panel",
+    "build_panel",
+    "default_spec",
+    "feature_matrix",
+    "feature_names",
+    "holiday_table",
+]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which lags and windows to use; defaults per frequency via :func:`default_spec`."""
+
+    lags: tuple[int, ...]
+    mean_windows: tuple[int, ...]
+    std_windows: tuple[int, ...]
+    nonzero_window: int
+    same_season_lags: tuple[int, ...] = ()  # e.g. 7,14,21,28 for "same weekday" mean on daily data
+    year: int = 52  # periods per year, for year-over-year driver changes and seasonal normals
+    holiday_horizon: int = 8  # periods to look ahead/back for holiday distance
+
+    @property
+    def max_lookback(self) -> int:
+        return max(
+            max(self.lags, default=1),
+            max(self.mean_windows, default=1) + 1,
+            max(self.std_windows, default=1) + 1,
+            self.nonzero_window + 1,
+            max(self.same_season_lags, default=1),
+        )
+
+
+def default_spec(freq: str) -> FeatureSpec:
+    """Lags and windows suited to the frequency (weekly and yearly cycles)."""
+    f = normalize_freq(freq)
+    if f == "D":
+        return FeatureSpec(
+            lags=(1, 2, 3, 4, 5, 6, 7, 14, 21, 28, 35, 364),
+            mean_windows=(7, 28, 91),
+            std_windows=(28,),
+            nonzero_window=28,
+            same_season_lags=(7, 14, 21, 28),
+            year=365,
+            holiday_horizon=30,
+        )
+    if f == "W":
+        return FeatureSpec(
+            lags=(1, 2, 3, 4, 5, 6, 8, 13, 26, 51, 52, 53),
+            mean_windows=(4, 13, 52),
+            std_windows=(13,),
+            nonzero_window=13,
+            year=52,
+            holiday_horizon=8,
+        )
+    return FeatureSpec(
+        lags=(1, 2, 3, 4, 6, 12),
+        mean_windows=(3, 6, 12),
+        std_windows=(6,),
+        nonzero_window=6,
+        year=12,
+        holiday_horizon=3,
+    )
+
+
+@dataclass
+class Panel:
+    """Dense representation of a validated data set.
+
+    Columns ``0..T-1`` are consecutive periods starting at period number ``p0``;
+    ``n_hist`` columns carry history, the rest (if any) are future periods.
+    """
+
+    freq: str
+    anchor: int | None
+    p0: int
+    n_hist: int
+    keys: pd.DataFrame  # one row per series: SKU, Location, Category
+    y: np.ndarray  # float64 [n, T], raw quantities, NaN where unknown
+    censored: np.ndarray  # bool [n, T], stock-out periods (OnHand == 0): sales understate demand
+    regressors: dict[str, np.ndarray]  # float32 [n, T], per-series view of every regressor (drivers broadcast)
+    assumed: dict[str, np.ndarray] = field(default_factory=dict)  # bool [n, T]: future values filled by the engine
+    start: np.ndarray | None = None  # int [n]: first column with data per series
+    loc_codes: np.ndarray | None = None
+    cat_codes: np.ndarray | None = None
+    holiday_country: str | None = "US"
+    driver_names: tuple[str, ...] = ()  # regressors that came from the Drivers table
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def T(self) -> int:
+        return self.y.shape[1]
+
+    def dates(self) -> pd.DatetimeIndex:
+        return from_period(np.arange(self.p0, self.p0 + self.T), self.freq, self.anchor)
+
+    def extend(self, horizon: int) -> "Panel":
+        """A copy with room for ``horizon`` future columns after the history."""
+        need = self.n_hist + horizon - self.T
+        if need <= 0:
+            return self
+        pad = lambda a, v: np.concatenate([a, np.full((a.shape[0], need), v, dtype=a.dtype)], axis=1)  # noqa: E731
+        return Panel(
+            freq=self.freq, anchor=self.anchor, p0=self.p0, n_hist=self.n_hist, keys=self.keys,
+            y=pad(self.y, np.nan), censored=pad(self.censored, False),
+            regressors={k: pad(v, np.nan) for k, v in self.regressors.items()},
+            assumed={k: pad(v, False) for k, v in self.assumed.items()},
+            start=self.start, loc_codes=self.loc_codes, cat_codes=self.cat_codes,
+            holiday_country=self.holiday_country, driver_names=self.driver_names,
+        )
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    cat = pd.Categorical(values.astype(str))
+    return cat.codes.astype(np.int32), list(cat.categories)
+
+
+def build_panel(
+    sales: pd.DataFrame,
+    drivers: pd.DataFrame | None,
+    items: pd.DataFrame | None,
+    *,
+    freq: str,
+    anchor: int | None,
+    regressors: list[str] | tuple[str, ...] = (),
+    driver_columns: list[str] | tuple[str, ...] = (),
+    holiday_country: str | None = "US",
+    series: pd.DataFrame | None = None,
+    horizon: int = 0,
+) -> Panel:
+    """Pivot long tables into a :class:`Panel`.
+
+    ``sales`` may contain future "plan rows" (Qty NaN) carrying planned regressor
+    values. ``series`` fixes the series order (used when predicting with a fitted
+    model); otherwise series are sorted by SKU, Location.
+    """
+    f = normalize_freq(freq)
+    sales = sales if S.LOCATION in sales.columns else sales.assign(**{S.LOCATION: S.NO_LOCATION})
+    per = to_period(sales[S.DATE], f)
+    has_qty = sales[S.QTY].notna().to_numpy()
+    if not has_qty.any():
+        raise ValueError("sales has no quantities")
+    last_hist = int(per[has_qty].max())
+
+    if series is None:
+        keys = (
+            sales.loc[has_qty, [S.SKU, S.LOCATION]].drop_duplicates().sort_values([S.SKU, S.LOCATION])
+            .reset_index(drop=True)
+        )
+    else:
+        keys = series[[S.SKU, S.LOCATION]].reset_index(drop=True)
+    key_index = pd.MultiIndex.from_frame(keys)
+    sid = key_index.get_indexer(pd.MultiIndex.from_frame(sales[[S.SKU, S.LOCATION]]))
+    keep = sid >= 0
+    p0 = int(per[keep & has_qty].min()) if (keep & has_qty).any() else last_hist
+    n_hist = last_hist - p0 + 1
+    T = n_hist + horizon
+    n = len(keys)
+    tid = per - p0
+    keep &= (tid >= 0) & (tid < T)
+    sid_k, tid_k = sid[keep], tid[keep]
+
+    y = np.full((n, T), np.nan)
+    y[sid_k, tid_k] = sales[S.QTY].to_numpy(dtype=np.float64)[keep]
+    y[:, n_hist:] = np.nan  # plan rows never carry quantities into the future
+
+    censored = np.zeros((n, T), dtype=bool)
+    if S.ONHAND in sales.columns:
+        oh = sales[S.ONHAND].to_numpy(dtype=np.float64)[keep]
+        censored[sid_k, tid_k] = np.nan_to_num(oh, nan=1.0) <= 0
+
+    regs: dict[str, np.ndarray] = {}
+    for col in regressors:
+        m = np.full((n, T), np.nan, dtype=np.float32)
+        m[sid_k, tid_k] = sales[col].to_numpy(dtype=np.float32)[keep]
+        regs[col] = m
+
+    # Categoricals: location and category.
+    loc_codes, _ = _codes(keys[S.LOCATION])
+    cat_series = pd.Series(["" for _ in range(n)])
+    if items is not None and S.CATEGORY in items.columns:
+        if S.LOCATION in items.columns and (items[S.LOCATION].astype(str) != "").any():
+            m = keys.merge(items[[S.SKU, S.LOCATION, S.CATEGORY]].drop_duplicates([S.SKU, S.LOCATION]),
+                           on=[S.SKU, S.LOCATION], how="left")
+        else:
+            m = keys.merge(items[[S.SKU, S.CATEGORY]].drop_duplicates(S.SKU), on=S.SKU, how="left")
+        cat_series = m[S.CATEGORY].fillna("").astype(str)
+    cat_codes, _ = _codes(cat_series)
+    keys = keys.assign(**{S.CATEGORY: cat_series.to_numpy()})
+
+    if drivers is not None and len(driver_columns):
+        regs.update(_driver_matrices(drivers, keys, list(driver_columns), f, p0, T))
+
+    observed = ~np.isnan(y[:, :n_hist])
+    start = np.where(observed.any(axis=1), observed.argmax(axis=1), n_hist)
+    return Panel(
+        freq=f, anchor=anchor, p0=p0, n_hist=n_hist, keys=keys, y=y, censored=censored,
+        regressors=regs, start=start.astype(np.int64), loc_codes=loc_codes, cat_codes=cat_codes,
+        holiday_country=holiday_country, driver_names=tuple(driver_columns) if drivers is not None else (),
+    )
+
+
+def _driver_matrices(
+    drivers: pd.DataFrame, keys: pd.DataFrame, cols: list[str], freq: str, p0: int, T: int
+) -> dict[str, np.ndarray]:
+    """Drivers keyed by Date (+ Location, + SKU) broadcast to a per-series view."""
+    d = drivers.copy()
+    tid = to_period(d[S.DATE], freq) - p0
+    d = d.assign(_t=tid)
+    d = d[(d["_t"] >= 0) & (d["_t"] < T)]
+    n = len(keys)
+    out: dict[str, np.ndarray] = {}
+    by_loc = S.LOCATION in d.columns and (d[S.LOCATION].astype(str) != "").any()
+    by_sku = S.SKU in d.columns and (d[S.SKU].astype(str) != "").any()
+    if by_sku:
+        level = [S.SKU, S.LOCATION] if by_loc else [S.SKU]
+    elif by_loc:
+        level = [S.LOCATION]
+        known = set(keys[S.LOCATION])
+        if not known & set(d[S.LOCATION].astype(str)):
+            # Drivers per location but sales without matching locations: average them.
+            by_loc, level = False, []
+    else:
+        level = []
+    if level:
+        groups = keys[level].drop_duplicates().reset_index(drop=True)
+        gidx = pd.MultiIndex.from_frame(groups).get_indexer(pd.MultiIndex.from_frame(d[level].astype(str)))
+        d = d.assign(_g=gidx)
+        d = d[d["_g"] >= 0]
+        series_g = pd.MultiIndex.from_frame(groups).get_indexer(pd.MultiIndex.from_frame(keys[level]))
+        G = len(groups)
+    else:
+        d = d.assign(_g=0)
+        series_g = np.zeros(n, dtype=np.int64)
+        G = 1
+    agg = d.groupby(["_g", "_t"], sort=False)[cols].mean()
+    g = agg.index.get_level_values(0).to_numpy()
+    t = agg.index.get_level_values(1).to_numpy()
+    for c in cols:
+        m = np.full((G, T), np.nan, dtype=np.float32)
+        m[g, t] = agg[c].to_numpy(dtype=np.float32)
+        out[c] = m[series_g]  # fancy index copies; fine at n x T float32
+    return out
+
+
+# ---------------------------------------------------------------- holidays
+
+def holiday_table(country: str | None, years: range) -> pd.DataFrame:
+    """Public holidays (``holidays`` package) plus retail events derived from them
+    (Black Friday after US Thanksgiving, Christmas Eve). Columns: date, name."""
+    return _holiday_table(country, years.start, years.stop).copy()
+
+
+@lru_cache(maxsize=32)
+def _holiday_table(country: str | None, first: int, stop: int) -> pd.DataFrame:
+    years = range(first, stop)
+    if not country:
+        return pd.DataFrame({"date": pd.to_datetime([]), "name": []})
+    try:
+        cal = _holidays.country_holidays(country, years=list(years))
+    except NotImplementedError:
+        from .errors import InputError, Problem
+
+        raise InputError(
+            f"HolidayCountry {country!r} is not known to the holidays package; use an ISO code such as US, GB, DE.",
+            [Problem("Settings", f"unknown holiday country {country!r}", "use an ISO 3166 country code (US, GB, DE, FR ...)",
+                     column="HolidayCountry", value=country, code="E110")],
+            code="E110",
+        ) from None
+    rows = [(pd.Timestamp(d), n.replace(" (observed)", "").split(";")[0].strip()) for d, n in cal.items()]
+    extra = []
+    for d, n in rows:
+        if n == "Thanksgiving Day" or n == "Thanksgiving":
+            extra.append((d + pd.Timedelta(days=1), "Black Friday"))
+        if n == "Christmas Day" and d.month == 12 and d.day == 25:
+            extra.append((d - pd.Timedelta(days=1), "Christmas Eve"))
+    return pd.DataFrame(rows + extra, columns=["date", "name"]).drop_duplicates("date").sort_values("date")
+
+
+def _holiday_features(dates: pd.DatetimeIndex, freq: str, country: str | None, horizon: int) -> dict[str, np.ndarray]:
+    """Per-column holiday features: in-period flags, distance to the next holiday
+    and which holiday it is (a stable code by name)."""
+    T = len(dates)
+    if not country or T == 0:
+        return {}
+    years = range(dates.min().year - 1, dates.max().year + 2)
+    hol = holiday_table(country, years)
+    names = sorted(hol["name"].unique())
+    code = {n: i + 1 for i, n in enumerate(names)}
+    hdays = hol["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    hcode = hol["name"].map(code).to_numpy()
+    d = dates.to_numpy().astype("datetime64[D]").astype(np.int64)
+    if freq == "D":
+        lo, hi = d, d
+        step = 1
+    elif freq == "W":
+        # A weekly date may label the week ending or starting on it: flag both.
+        lo, hi = d - 6, d + 6
+        step = 7
+    else:
+        ends = (dates + pd.offsets.MonthEnd(0)).to_numpy().astype("datetime64[D]").astype(np.int64)
+        lo, hi = d, ends
+        step = 30
+    out: dict[str, np.ndarray] = {}
+    if freq == "W":
+        a = np.searchsorted(hdays, d - 6, side="left")
+        b = np.searchsorted(hdays, d, side="right")
+        c = np.searchsorted(hdays, d + 6, side="right")
+        out["hol_week_ending"] = (b - a).astype(np.float32)
+        out["hol_week_starting"] = (c - np.searchsorted(hdays, d, side="left")).astype(np.float32)
+        first = np.where(c > a, hcode[np.minimum(a, len(hcode) - 1)], 0)
+        out["hol_id"] = first.astype(np.float32)
+    else:
+        a = np.searchsorted(hdays, lo, side="left")
+        b = np.searchsorted(hdays, hi, side="right")
+        out["hol_count"] = (b - a).astype(np.float32)
+        out["hol_id"] = np.where(b > a, hcode[np.minimum(a, len(hcode) - 1)], 0).astype(np.float32)
+    nxt = np.searchsorted(hdays, d, side="left")
+    nxt_c = np.minimum(nxt, len(hdays) - 1)
+    dist = np.where(nxt < len(hdays), (hdays[nxt_c] - d) / step, horizon)
+    out["hol_next_dist"] = np.minimum(np.floor(dist), horizon).astype(np.float32)
+    out["hol_next_id"] = np.where(dist <= horizon, hcode[nxt_c], 0).astype(np.float32)
+    prv = np.searchsorted(hdays, d, side="right") - 1
+    pdist = np.where(prv >= 0, (d - hdays[np.maximum(prv, 0)]) / step, horizon)
+    out["hol_prev_dist"] = np.minimum(np.floor(pdist), horizon).astype(np.float32)
+    return out
+
+
+def _calendar_features(dates: pd.DatetimeIndex, freq: str) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    out["month"] = dates.month.to_numpy(np.float32)
+    if freq in ("D", "W"):
+        out["week_of_year"] = dates.isocalendar().week.to_numpy(np.float32)
+        out["day_of_year"] = dates.dayofyear.to_numpy(np.float32)
+    if freq == "D":
+        out["day_of_week"] = dates.dayofweek.to_numpy(np.float32)
+        out["day_of_month"] = dates.day.to_numpy(np.float32)
+    return out
+
+
+# ---------------------------------------------------------------- regressors
+
+def _season_pos(dates: pd.DatetimeIndex, freq: str) -> np.ndarray:
+    if freq == "MS":
+        return dates.month.to_numpy() - 1
+    return np.minimum(dates.isocalendar().week.to_numpy().astype(np.int64), 52) - 1
+
+
+def _is_binary(m: np.ndarray) -> bool:
+    v = m[~np.isnan(m)]
+    return v.size > 0 and bool(np.all((v == 0) | (v == 1)))
+
+
+def regressor_kinds(panel: Panel) -> dict[str, str]:
+    """``binary`` (promo-like flags), ``price`` or ``numeric`` for each regressor
+    (:func:`regressor_stats` refines ``numeric`` into ``seasonal`` for weather-like drivers)."""
+    kinds = {}
+    for name, m in panel.regressors.items():
+        if _is_binary(m[:, : panel.n_hist]):
+            kinds[name] = "binary"
+        elif "price" in name.lower() and name not in panel.driver_names:  # a SKU's own price
+            kinds[name] = "price"
+        else:
+            kinds[name] = "numeric"
+    return kinds
+
+
+@dataclass
+class RegressorStats:
+    """Per-series statistics of regressors learned at fit time (reused at predict)."""
+
+    normals: dict[str, np.ndarray]  # [n, n_pos] seasonal normal per series
+    price_ref: dict[str, np.ndarray]  # [n] reference price per series
+    kinds: dict[str, str]
+    # [n] correlation of each series' demand with the regressor's anomaly: tells the
+    # global model *which* series react to a driver (ice cream to heat, not detergent)
+    sensitivity: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def regressor_stats(panel: Panel) -> RegressorStats:
+    kinds = regressor_kinds(panel)
+    dates = panel.dates()
+    pos = _season_pos(dates, panel.freq)
+    n_pos = 12 if panel.freq == "MS" else 52
+    normals, price_ref, sens = {}, {}, {}
+    h = panel.n_hist
+    z = panel.y[:, :h] / series_scale(panel, default_spec(panel.freq))[:, None]
+    z = np.where(panel.censored[:, :h], np.nan, z)
+    for name, m in panel.regressors.items():
+        hist = m[:, :h].astype(np.float64)
+        if kinds[name] == "binary":
+            continue
+        ok = ~np.isnan(hist)
+        sums = np.zeros((panel.n, n_pos))
+        cnts = np.zeros((panel.n, n_pos))
+        cols = pos[:h]
+        for p in range(n_pos):  # 12 or 52 iterations, each vectorised over series
+            sel = cols == p
+            if sel.any():
+                sums[:, p] = np.where(ok[:, sel], hist[:, sel], 0).sum(axis=1)
+                cnts[:, p] = ok[:, sel].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            normal = sums / cnts
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            overall = np.nanmean(np.where(ok, hist, np.nan), axis=1)
+        normal = np.where(np.isnan(normal), overall[:, None], normal)
+        normals[name] = normal.astype(np.float32)
+        resid = hist - normal[:, cols]
+        sens[name] = _row_corr(z, resid).astype(np.float32)
+        if kinds[name] == "numeric" and h >= 2 * n_pos and _seasonal_r2(hist, resid) >= 0.5:
+            # Weather-like: the level is mostly the season, which lags and the calendar
+            # already carry; a level feature would let the model read heat as "summer".
+            kinds[name] = "seasonal"
+        if kinds[name] == "price":
+            with np.errstate(all="ignore"):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    ref = np.nanmedian(np.where(ok, hist, np.nan)[:, -max(1, min(h, 2 * n_pos)):], axis=1)
+            price_ref[name] = np.where(np.isfinite(ref) & (ref > 0), ref, np.nan).astype(np.float32)
+    return RegressorStats(normals=normals, price_ref=price_ref, kinds=kinds, sensitivity=sens)
+
+
+def _seasonal_r2(hist: np.ndarray, resid: np.ndarray) -> float:
+    """Share of a regressor's variance explained by its seasonal normal."""
+    centred = hist - np.nanmean(hist, axis=1, keepdims=True)
+    tot = float(np.nansum(centred**2))
+    return 1.0 - float(np.nansum(resid**2)) / tot if tot > 0 else 0.0
+
+
+def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation per row over the cells where both are finite (0 if undefined)."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    cnt = ok.sum(axis=1)
+    a0 = np.where(ok, a, 0.0)
+    b0 = np.where(ok, b, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ma = a0.sum(axis=1) / cnt
+        mb = b0.sum(axis=1) / cnt
+        da = np.where(ok, a - ma[:, None], 0.0)
+        db = np.where(ok, b - mb[:, None], 0.0)
+        r = (da * db).sum(axis=1) / np.sqrt((da * da).sum(axis=1) * (db * db).sum(axis=1))
+    return np.where(np.isfinite(r) & (cnt >= 8), r, 0.0)
+
+
+# ---------------------------------------------------------------- feature matrix
+
+def feature_names(panel: Panel, spec: FeatureSpec, stats: RegressorStats) -> list[str]:
+    names = [f"lag_{k}" for k in spec.lags]
+    names += [f"mean_{w}" for w in spec.mean_windows]
+    names += [f"std_{w}" for w in spec.std_windows]
+    names += [f"nonzero_{spec.nonzero_window}"]
+    if spec.same_season_lags:
+        names += ["same_weekday_mean"]
+    names += ["age", "location", "category"]
+    names += list(_calendar_features(panel.dates()[:1], panel.freq))
+    names += list(_holiday_features(panel.dates()[:1], panel.freq, panel.holiday_country, spec.holiday_horizon))
+    for name, kind in stats.kinds.items():
+        if kind != "seasonal":
+            names.append(name)
+        if kind == "binary":
+            names += [f"{name}_prev", f"{name}_next"]
+        else:
+            names += [f"{name}_anomaly", f"{name}_yoy", f"{name}_sensitivity", f"{name}_effect"]
+            if kind == "price":
+                names.append(f"{name}_ratio")
+    return names
+
+
+CATEGORICAL = ("location", "category", "hol_id", "hol_next_id")
+
+
+def _window_sum(cs: np.ndarray, i: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
+    """Sum of values in columns [t-w, t) from a cumulative sum with a leading zero column."""
+    lo = np.clip(t - w, 0, None)
+    hi = np.clip(t, 0, None)
+    return cs[i, hi] - cs[i, lo]
+
+
+class _Cums:
+    """Cumulative sums over a (scaled) matrix: values, squares, counts, non-zeros."""
+
+    def __init__(self, z: np.ndarray) -> None:
+        ok = ~np.isnan(z)
+        zz = np.where(ok, z, 0.0)
+        pad = lambda a: np.concatenate([np.zeros((a.shape[0], 1)), np.cumsum(a, axis=1, dtype=np.float64)], axis=1)  # noqa: E731
+        self.s = pad(zz)
+        self.q = pad(zz * zz)
+        self.c = pad(ok.astype(np.float64))
+        self.nz = pad((zz > 0).astype(np.float64))
+
+
+def feature_matrix(
+    panel: Panel,
+    z: np.ndarray,
+    i: np.ndarray,
+    t: np.ndarray,
+    spec: FeatureSpec,
+    stats: RegressorStats,
+    *,
+    cums: _Cums | None = None,
+    col_offset: int = 0,
+    shift: int = 0,
+    calendar: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Features (float32, ``len(i) x n_features``) for target cells ``(i, t)``.
+
+    ``z`` is the scaled target matrix whose column 0 is panel column ``col_offset``
+    (a window is passed during recursive prediction to keep cumsums small). ``t``
+    are panel column indices. ``shift`` > 0 builds direct-strategy features: only
+    values at least ``shift + 1`` periods before the target are used.
+    """
+    n_rows = len(i)
+    names = feature_names(panel, spec, stats)
+    X = np.empty((n_rows, len(names)), dtype=np.float32)
+    tz = t - col_offset  # column index inside z
+    if cums is None:
+        cums = _Cums(z)
+    col = 0
+    for k in spec.lags:
+        src = tz - k - shift
+        ok = src >= 0
+        X[:, col] = np.where(ok, z[i, np.clip(src, 0, None)], np.nan)
+        col += 1
+    end = tz - shift  # windows end just before the target (exclusive)
+    for w in spec.mean_windows:
+        s = _window_sum(cums.s, i, end, w)
+        c = _window_sum(cums.c, i, end, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            X[:, col] = np.where(c > 0, s / c, np.nan)
+        col += 1
+    for w in spec.std_windows:
+        s = _window_sum(cums.s, i, end, w)
+        q = _window_sum(cums.q, i, end, w)
+        c = _window_sum(cums.c, i, end, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = np.where(c > 1, (q - s * s / np.maximum(c, 1)) / np.maximum(c - 1, 1), np.nan)
+        X[:, col] = np.sqrt(np.clip(var, 0, None))
+        col += 1
+    w = spec.nonzero_window
+    nz = _window_sum(cums.nz, i, end, w)
+    c = _window_sum(cums.c, i, end, w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        X[:, col] = np.where(c > 0, nz / c, np.nan)
+    col += 1
+    if spec.same_season_lags:
+        acc = np.zeros(n_rows)
+        cnt = np.zeros(n_rows)
+        for k in spec.same_season_lags:
+            # With a direct-strategy shift, step back whole seasons so weekdays stay aligned.
+            src = tz - k - spec.same_season_lags[0] * int(np.ceil(shift / spec.same_season_lags[0]))
+            ok = src >= 0
+            v = np.where(ok, z[i, np.clip(src, 0, None)], np.nan)
+            good = ~np.isnan(v)
+            acc += np.where(good, v, 0)
+            cnt += good
+        with np.errstate(invalid="ignore", divide="ignore"):
+            X[:, col] = np.where(cnt > 0, acc / cnt, np.nan)
+        col += 1
+    X[:, col] = np.minimum(t - panel.start[i], 3 * spec.year).astype(np.float32)
+    col += 1
+    X[:, col] = panel.loc_codes[i]
+    col += 1
+    X[:, col] = panel.cat_codes[i]
+    col += 1
+    if calendar is None:
+        calendar = column_calendar(panel, spec)
+    for name in _calendar_names(panel, spec):
+        X[:, col] = calendar[name][t]
+        col += 1
+    T = panel.T
+    for name, kind in stats.kinds.items():
+        m = panel.regressors[name]
+        if kind != "seasonal":
+            X[:, col] = m[i, t]
+            col += 1
+        if kind == "binary":
+            X[:, col] = np.where(t >= 1, m[i, np.clip(t - 1, 0, None)], np.nan)
+            col += 1
+            X[:, col] = np.where(t + 1 < T, m[i, np.clip(t + 1, None, T - 1)], np.nan)
+            col += 1
+            continue
+        pos = calendar["_pos"][t]
+        anomaly = m[i, t] - stats.normals[name][i, pos]
+        X[:, col] = anomaly
+        col += 1
+        back = t - spec.year
+        prev = np.where(back >= 0, m[i, np.clip(back, 0, None)], np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            X[:, col] = np.where(prev > 0, m[i, t] / prev - 1.0, m[i, t] - prev)
+        col += 1
+        sens = stats.sensitivity[name][i]
+        X[:, col] = sens
+        col += 1
+        X[:, col] = anomaly * sens
+        col += 1
+        if kind == "price":
+            X[:, col] = m[i, t] / stats.price_ref[name][i]
+            col += 1
+    assert col == len(names), (col, len(names))
+    return X
+
+
+def _calendar_names(panel: Panel, spec: FeatureSpec) -> list[str]:
+    d = panel.dates()[:1]
+    return list(_calendar_features(d, panel.freq)) + list(
+        _holiday_features(d, panel.freq, panel.holiday_country, spec.holiday_horizon)
+    )
+
+
+def column_calendar(panel: Panel, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """Calendar and holiday features for every panel column (computed once)."""
+    dates = panel.dates()
+    cal = _calendar_features(dates, panel.freq)
+    cal.update(_holiday_features(dates, panel.freq, panel.holiday_country, spec.holiday_horizon))
+    cal["_pos"] = _season_pos(dates, panel.freq)
+    return cal
+
+
+def series_scale(panel: Panel, spec: FeatureSpec) -> np.ndarray:
+    """Mean absolute demand over the last year of history (>= a small floor)."""
+    h = panel.n_hist
+    window = panel.y[:, max(0, h - spec.year): h]
+    with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            s = np.nanmean(np.abs(window), axis=1)
+            s_all = np.nanmean(np.abs(panel.y[:, :h]), axis=1)
+    s = np.where(np.isfinite(s) & (s > 0), s, s_all)
+    s = np.where(np.isfinite(s) & (s > 0), s, 1.0)
+    return np.maximum(s, 0.05)
+
+
+def seasonal_mae_scale(panel: Panel, m: int) -> np.ndarray:
+    """In-sample MAE of the seasonal naive forecast per series (the MASE scale)."""
+    h = panel.n_hist
+    y = panel.y[:, :h]
+    out = np.full(panel.n, np.nan)
+    if h > m:
+        d = np.abs(y[:, m:] - y[:, :-m])
+        with np.errstate(invalid="ignore"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out = np.nanmean(d, axis=1)
+    if h > 1:
+        d1 = np.abs(np.diff(y, axis=1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            naive = np.nanmean(d1, axis=1)
+        out = np.where(np.isfinite(out) & (out > 0), out, naive)
+    return out
+
+
+def season_of(freq: str) -> int:
+    return season_length(freq)
