@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -359,12 +360,20 @@ class DemandForecaster:
         i = np.arange(n)
         out = np.empty((n, H))
         nonneg = self.nonneg_ if self.nonneg_.shape[0] == n else np.ones(n, dtype=bool)
+        # Guard rails against runaway recursion on erratic series: forecasts stay within
+        # twice the series' historical range (in scaled units; promotions stay inside it).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            hist = z[:, :h0]
+            hi = np.nan_to_num(np.nanmax(hist, axis=1), nan=1.0)
+            lo = np.nan_to_num(np.nanmin(hist, axis=1), nan=0.0)
+        upper = 2.0 * np.maximum(hi, 0) + 1.0
+        lower = np.where(nonneg, 0.0, 2.0 * np.minimum(lo, 0) - 1.0)
         if self.strategy == "recursive":
             for step in range(H):
                 t = np.full(n, h0 + step)
                 X = feature_matrix(panel, z, i, t, spec, stats_now, calendar=cal)
-                p = boosters[0].predict(X)
-                p = np.where(nonneg, np.maximum(p, 0.0), p)
+                p = np.clip(boosters[0].predict(X), lower, upper)
                 z[:, h0 + step] = p
                 out[:, step] = p
         else:
@@ -373,7 +382,7 @@ class DemandForecaster:
                 t = np.full(n, h0 + step)
                 X = feature_matrix(panel, z, i, t, spec, stats_now, cums=cums, shift=step, calendar=cal)
                 p = boosters[min(step, len(boosters) - 1)].predict(X)
-                out[:, step] = np.where(nonneg, np.maximum(p, 0.0), p)
+                out[:, step] = np.clip(p, lower, upper)
         return out * scale[:, None]
 
     # Explainability ------------------------------------------------------

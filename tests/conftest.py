@@ -15,6 +15,12 @@ def with_plan_rows(panel) -> pd.DataFrame:
     return pd.concat([panel.sales, panel.future.drop(columns=["Qty"])], ignore_index=True)
 
 
+@pytest.fixture(autouse=True)
+def _isolated_plancell_home(tmp_path_factory, monkeypatch):
+    """Never touch the developer's real ~/.plancell (model store, installation key)."""
+    monkeypatch.setenv("PLANCELL_HOME", str(tmp_path_factory.getbasetemp() / "plancell-home"))
+
+
 @pytest.fixture(scope="session")
 def weekly_panel():
     return generate_panel("W", n_skus=30, n_locations=2, seed=7)

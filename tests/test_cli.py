@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,9 @@ import openpyxl
 import pytest
 
 import engine.backtest
-from addin.cli import main
+from addin.cli import _ProgressBars, main
 from engine.errors import PlancellError
+from engine.progress import ProgressEvent
 from engine.synthetic import generate_panel
 
 # Few boosting rounds keep every model fit here well under a second.
@@ -63,6 +65,22 @@ def test_demo_writes_the_workbook_and_summarises(tmp_path: Path, capsys: pytest.
     sales_ws = tables["Sales"]
     qty = [r[3].value for r in sales_ws[sales_ws.tables["Sales"].ref]][1:]
     assert qty.count(None) == 3 * 2 * 4
+    # The WAPE printed is the one the workbook shows the meeting.
+    printed = re.search(r"model (\d+\.\d)% vs seasonal naive (\d+\.\d)%", out)
+    assert printed, out
+    acc = tables["Accuracy"]
+    assert acc["A3"].value == "Plancell model" and acc["A4"].value == "Seasonal naive"
+    assert printed.groups() == (f"{100 * acc['B3'].value:.1f}", f"{100 * acc['B4'].value:.1f}")
+
+
+def test_progress_events_become_a_bar_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    bars = _ProgressBars(enabled=True)
+    for done in range(4):
+        bars(ProgressEvent("backtest", done, 3, f"window {done}"))
+    bars(ProgressEvent("train", 1, 1, "model trained"))
+    bars.close()
+    err = capsys.readouterr().err
+    assert "backtest" in err and "3/3" in err and "train" in err and "model trained" in err
 
 
 def test_demo_refuses_a_bad_argument(capsys: pytest.CaptureFixture[str]) -> None:

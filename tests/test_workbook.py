@@ -13,7 +13,7 @@ from openpyxl.worksheet.table import Table, TableStyleInfo
 
 import addin.workbook as workbook
 from addin.workbook import ACCURACY_HEADERS, PLAN_HEADERS, read_tables, write_plan_workbook
-from engine.errors import InputError
+from engine.errors import InputError, PlancellBug
 
 EVIL_SKU = '=HYPERLINK("http://evil.example","click")'
 
@@ -43,14 +43,14 @@ def _frames() -> dict:
     accuracy = pd.DataFrame({
         "SKU": ["A-1", EVIL_SKU], "Location": ["North", ""],
         "WAPE": [0.2, 0.5], "MASE": [0.8, 1.2], "Bias": [-0.05, 0.1],
-        "Coverage P10-P90": [0.75, np.nan], "Baseline WAPE": [0.3, 0.5],
+        "Coverage P10-P90": [0.75, np.nan], "Seasonal naive WAPE": [0.3, 0.5], "Moving average WAPE": [0.4, 0.6],
         "model_used": ["lightgbm", "seasonal_naive"], "reason": ["", "too little history"],
     })
     metadata = {
         "model_name": "demo-model", "model_version": 3, "trained_at": "2024-01-21T10:00:00+00:00",
         "data_fingerprint": "sha256:abc123", "freq": "W", "horizon": 2, "n_series": 2,
     }
-    summary = {
+    summary = {  # engine.backtest.BacktestResult.overall
         "n_series": 2, "horizon": 2, "windows": 3, "coverage_p10_p90": 0.78,
         "model": {"wape": 0.21, "mase": 0.85, "bias": -0.02},
         "seasonal_naive": {"wape": 0.30, "mase": 1.00, "bias": 0.01},
@@ -93,7 +93,8 @@ def test_tables_exist_by_name_with_headers_and_values(book: Path) -> None:
     assert plan[1][6:] == ["lightgbm", None, "Temperature"]
     acc_ws = found["Accuracy"]
     acc = _table_cells(acc_ws, acc_ws.tables["Accuracy"])
-    assert tuple(acc[0]) == ACCURACY_HEADERS
+    assert tuple(acc[0]) == tuple(h for h in ACCURACY_HEADERS if h != "Baseline WAPE")
+    assert acc[1][6:8] == [0.3, 0.4]
     assert acc[1][2:5] == [0.2, 0.8, -0.05]
     assert acc[2][5] is None  # NaN coverage is a blank cell, not an error value
 
@@ -109,6 +110,7 @@ def test_cells_are_typed_dates_numbers_and_percentages(book: Path) -> None:
     assert acc_ws[f"C{first}"].number_format.endswith("%")  # WAPE
     assert acc_ws[f"E{first}"].number_format.endswith("%")  # Bias
     assert not acc_ws[f"D{first}"].number_format.endswith("%")  # MASE is a ratio
+    assert acc_ws[f"G{first}"].number_format.endswith("%")  # seasonal naive WAPE
     assert wb["Drivers"]["B3"].value is None  # NaN temperature left blank
 
 
@@ -146,6 +148,27 @@ def test_accuracy_summary_compares_model_with_baselines(book: Path) -> None:
     assert rows["Backtest windows"][0] == 3
     assert rows["Horizon (periods)"][0] == 2
     assert rows["Series on a baseline"][0] == 1
+
+
+def test_summary_defaults_to_the_backtest_in_metadata(tmp_path: Path) -> None:
+    frames = _frames()
+    frames["metadata"] = {**frames["metadata"], "backtest": frames.pop("summary")}  # as engine.plan stores it
+    ws = openpyxl.load_workbook(write_plan_workbook(tmp_path / "p.xlsx", **frames))["Accuracy"]
+    assert [ws.cell(3, c).value for c in (1, 2)] == ["Plancell model", 0.21]
+
+
+def test_accuracy_baseline_columns_follow_the_engine(tmp_path: Path) -> None:
+    frames = _frames()
+    acc = frames["accuracy"].drop(columns=["Moving average WAPE"])
+    frames["accuracy"] = acc.rename(columns={"Seasonal naive WAPE": "Baseline WAPE"})
+    tables = read_tables(write_plan_workbook(tmp_path / "p.xlsx", **frames))
+    assert list(tables["Accuracy"][0].columns) == [
+        "SKU", "Location", "WAPE", "MASE", "Bias", "Coverage P10-P90", "Baseline WAPE", "Model used", "Reason"]
+
+    frames["accuracy"] = acc.drop(columns=["Seasonal naive WAPE"])
+    with pytest.raises(PlancellBug, match="Baseline WAPE"):
+        write_plan_workbook(tmp_path / "q.xlsx", **frames)
+    assert not (tmp_path / "q.xlsx").exists()
 
 
 def test_read_tables_round_trips_sales_with_excel_row_numbers(book: Path) -> None:

@@ -1,0 +1,486 @@
+"""The ``plancell`` command: the ribbon's actions, headless, on files.
+
+Exit codes: 0 success; 2 the user's input or arguments need fixing (the problems are
+listed on stderr, never a traceback); 1 anything else (one line; ``--traceback`` shows
+the details). Only results go to stdout, so ``--json`` output can be piped; progress
+bars, warnings and errors go to stderr.
+
+Engine modules are imported inside the commands: ``plancell --help`` should not wait
+for LightGBM to load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from engine import __version__
+from engine.errors import InputError, PlancellBug, PlancellError, Problem
+
+__all__ = ["main", "DEFAULT_HORIZON", "DEFAULT_WINDOWS"]
+
+_log = logging.getLogger(__name__)
+
+#: Default forecast horizon per frequency: four weeks daily, two months weekly, half a year monthly.
+DEFAULT_HORIZON: dict[str, int] = {"D": 28, "W": 12, "MS": 6}  # keep equal to engine.model.DEFAULT_HORIZON
+DEFAULT_WINDOWS = 3
+_FREQ_WORDS = {"D": "daily", "W": "weekly", "MS": "monthly"}
+_EXIT_OK, _EXIT_FAIL, _EXIT_INPUT = 0, 1, 2
+_DEMO_FILE = "plancell-demo.xlsx"
+_NOT_YET = {
+    "refresh": ("BOOK", "train if needed, then write the Plan and Accuracy sheets of a workbook"),
+    "check": ("BOOK", "S&OE: compare actuals with the published plan, write Alerts and Purchases"),
+    "scenario": ("BOOK", "run a what-if scenario on a workbook"),
+    "publish": ("BOOK", "publish a dated snapshot of the plan"),
+    "serve": ("", "run the calculation server the add-in talks to"),
+    "addin": ("build|install", "build or install the Excel add-in (plancell.xlam)"),
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _columns(text: str) -> list[str]:
+    """``"store, item"`` -> ``["store", "item"]``."""
+    cols = [c.strip() for c in text.split(",") if c.strip()]
+    if not cols:
+        raise argparse.ArgumentTypeError(f"expected one or more column names separated by commas, got {text!r}")
+    return cols
+
+
+def _freq(text: str) -> str:
+    f = text.strip().upper()
+    if f not in DEFAULT_HORIZON:
+        raise argparse.ArgumentTypeError(f"expected D (daily), W (weekly) or MS (monthly), got {text!r}")
+    return f
+
+
+def _pct(x: Any, signed: bool = False) -> str:
+    if not _finite(x):
+        return "n/a"
+    return f"{x:+.1%}" if signed else f"{x:.1%}"
+
+
+def _num(x: Any) -> str:
+    return f"{x:.2f}" if _finite(x) else "n/a"
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON values: numpy scalars become numbers, NaN/inf become null."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalar
+        obj = obj.item()
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return str(obj)
+
+
+def _metrics(block: Any) -> dict[str, Any]:
+    block = block if isinstance(block, Mapping) else {}
+    return {k: block.get(k) for k in ("wape", "mase", "bias")}
+
+
+def _improvement(model: Any, baseline: Any) -> str:
+    """``"22% better"`` / ``"5% worse"`` relative to the baseline's WAPE."""
+    if not (_finite(model) and _finite(baseline)) or baseline == 0:
+        return "no comparison"
+    change = (baseline - model) / baseline
+    return f"{abs(change):.0%} {'better' if change >= 0 else 'worse'}"
+
+
+def _n_baseline(per_series: Any) -> int | None:
+    """Series whose plan comes from a baseline instead of the model."""
+    if per_series is None or "model_used" not in getattr(per_series, "columns", ()):
+        return None
+    return int((per_series["model_used"].astype(str) != "lightgbm").sum())
+
+
+class _ProgressBars:
+    """Renders engine progress events as one tqdm bar on stderr, replaced when the stage
+    changes (the engine's stages run one after another: backtest, train, forecast)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._stage: str | None = None
+
+    def __call__(self, event: Any) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        total = max(int(event.total), 0)
+        if event.stage != self._stage:
+            self.close()
+            self._stage = event.stage
+            self._bar = tqdm(total=total, desc=event.stage, file=sys.stderr, leave=False, dynamic_ncols=True)
+        elif event.done < self._bar.n or self._bar.total != total:  # the stage started over
+            self._bar.reset(total=total)
+        self._bar.n = min(int(event.done), total) if total else int(event.done)
+        if event.message:
+            self._bar.set_postfix_str(str(event.message)[:40], refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._bar, self._stage = None, None
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace) -> Iterator[_ProgressBars]:
+    bars = _ProgressBars(enabled=not getattr(args, "quiet", False) and sys.stderr.isatty())
+    try:
+        yield bars
+    finally:
+        bars.close()
+
+
+@contextlib.contextmanager
+def _results_only_on_stdout(active: bool) -> Iterator[None]:
+    """With ``--json``, stray prints from libraries (LightGBM logs through Python's
+    stdout) go to stderr so stdout carries exactly one JSON object."""
+    if not active:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _print_warnings(warnings: Sequence[Problem]) -> None:
+    for p in warnings[:20]:
+        print(f"warning: {p}", file=sys.stderr)
+    if len(warnings) > 20:
+        print(f"warning: ... and {len(warnings) - 20} more", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _with_plan_rows(sales: Any, future: Any) -> Any:
+    """History plus the planned future Price/Promo rows with a blank Qty: how a planner
+    tells the engine about next month's promotions in the Sales table."""
+    import pandas as pd
+
+    plan_cols = [c for c in sales.columns if c in future.columns and c != "Qty"]
+    rows = future.loc[:, plan_cols].copy()
+    rows["Qty"] = float("nan")
+    out = pd.concat([_plain(sales), _plain(rows)], ignore_index=True)[list(sales.columns)]
+    return out.sort_values(["SKU", "Location", "Date"], kind="stable", ignore_index=True)
+
+
+def _plain(df: Any) -> Any:
+    """Categorical keys as plain text: concatenating categoricals with different categories
+    would silently give object columns anyway, and Excel has no categories."""
+    out = df.copy()
+    for c in out.columns:
+        if str(out[c].dtype) == "category":
+            out[c] = out[c].astype(str)
+    return out
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from engine.contract import validate
+    from engine.plan import build_plan
+    from engine.store import ModelStore
+    from engine.synthetic import generate_panel
+
+    from .workbook import write_plan_workbook
+
+    tic = time.perf_counter()
+    freq = args.freq
+    horizon = args.horizon or DEFAULT_HORIZON[freq]
+    out_dir = Path(args.out)
+    model_params = {"n_estimators": args.rounds} if args.rounds else None
+
+    with _progress(args) as progress:
+        panel = generate_panel(freq, n_skus=args.skus, n_locations=args.locations, horizon=horizon,
+                               seed=args.seed)
+        sales = _with_plan_rows(panel.sales, panel.future)
+        drivers, items = _plain(panel.drivers), _plain(panel.items)
+        data = validate(sales, drivers, items, freq=freq)
+        _print_warnings(getattr(data, "warnings", []))
+        store = ModelStore()
+        result = build_plan(data, horizon=horizon, windows=args.windows, model_params=model_params,
+                            progress=progress, store=store, model_name="plancell-demo")
+        path = write_plan_workbook(
+            out_dir / _DEMO_FILE, sales=sales, drivers=drivers, items=items, plan=result.plan,
+            accuracy=result.accuracy, metadata=result.metadata, summary=result.backtest.overall,
+        )
+    elapsed = time.perf_counter() - tic
+
+    overall = result.backtest.overall
+    model, naive = _metrics(overall.get("model")), _metrics(overall.get("seasonal_naive"))
+    meta = result.metadata
+    n_series = meta.get("n_series") or overall.get("n_series")
+    n_periods = int(panel.sales["Date"].nunique())
+    n_base = meta.get("n_series_baseline", overall.get("n_series_baseline"))
+    lines = [
+        f"Wrote {path.resolve()}",
+        f"  series            {n_series} ({args.skus} SKUs x {args.locations} locations), "
+        f"{n_periods} {_FREQ_WORDS[freq]} periods of history",
+        f"  horizon           {horizon} periods, backtested over {overall.get('windows', args.windows)} windows",
+        f"  WAPE              model {_pct(model['wape'])} vs seasonal naive {_pct(naive['wape'])} "
+        f"({_improvement(model['wape'], naive['wape'])})",
+        f"  P10-P90 coverage  {_pct(overall.get('coverage_p10_p90'))} (target 80%)",
+        f"  baseline series   {'n/a' if n_base is None else n_base} of {n_series} use a baseline forecast",
+        f"  model saved       {meta.get('model_name')} v{meta.get('model_version')} in {store.root}",
+        f"  elapsed           {elapsed:.1f} s",
+        "Open it in Excel: sheets Plan, Accuracy, Sales, Drivers, Items.",
+    ]
+    print("\n".join(lines))
+    return _EXIT_OK
+
+
+# --------------------------------------------------------------------------- backtest
+
+
+def _backtest_report(result: Any, data: Any, horizon: int, windows: int, elapsed: float) -> dict[str, Any]:
+    overall = result.overall
+    model = overall.get("model") or {}
+    report: dict[str, Any] = {
+        "n_series": overall.get("n_series"),
+        "horizon": overall.get("horizon", horizon),
+        "windows": overall.get("windows", windows),
+        "model": _metrics(model),
+        "seasonal_naive": _metrics(overall.get("seasonal_naive")),
+        "coverage_p10_p90": overall.get("coverage_p10_p90"),
+        "moving_average": _metrics(overall.get("moving_average")),
+        "pinball": model.get("pinball") if isinstance(model, Mapping) else None,
+        "fit_seconds": overall.get("fit_seconds"),
+        "predict_seconds": overall.get("predict_seconds"),
+        "elapsed_seconds": round(elapsed, 3),
+        "n_series_baseline": overall.get("n_series_baseline", _n_baseline(result.per_series)),
+        "freq": overall.get("freq", getattr(data, "freq", None)),
+        "cutoffs": overall.get("cutoffs"),
+        "warnings": [str(p) for p in getattr(data, "warnings", [])],
+    }
+    return _jsonable(report)
+
+
+def _backtest_table(report: Mapping[str, Any], source: str) -> str:
+    freq = report.get("freq")
+    lines = [
+        f"Backtest of {source}: {report['n_series']} series, {_FREQ_WORDS.get(freq, freq)}, "
+        f"horizon {report['horizon']}, {report['windows']} windows",
+        "",
+        f"  {'method':<16}{'WAPE':>8}{'MASE':>8}{'Bias':>9}",
+    ]
+    for label, key in (("model", "model"), ("seasonal naive", "seasonal_naive"),
+                       ("moving average", "moving_average")):
+        m = report.get(key) or {}
+        lines.append(f"  {label:<16}{_pct(m.get('wape')):>8}{_num(m.get('mase')):>8}"
+                     f"{_pct(m.get('bias'), signed=True):>9}")
+    wape, naive = (report.get("model") or {}).get("wape"), (report.get("seasonal_naive") or {}).get("wape")
+    base = report.get("n_series_baseline")
+    lines += [
+        "",
+        f"  model vs seasonal naive WAPE: {_improvement(wape, naive)}",
+        f"  P10-P90 coverage: {_pct(report.get('coverage_p10_p90'))} (target 80%)",
+        f"  series on a baseline: {'n/a' if base is None else base} of {report['n_series']}",
+        f"  fit {report['fit_seconds'] or 0:.1f} s, total {report['elapsed_seconds']:.1f} s",
+        "  (WAPE: lower is better; MASE below 1 beats the in-sample seasonal naive; bias above 0 = over-forecast)",
+    ]
+    return "\n".join(lines)
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    if args.dask:
+        # Distributed backtests are planned, not built: say so instead of silently running locally.
+        raise InputError(
+            "--dask is not available yet in this version; run without --dask to backtest on this machine.",
+            code="E110",
+        )
+    from engine.backtest import backtest
+    from engine.contract import read_long_csv
+
+    tic = time.perf_counter()
+    data = read_long_csv(args.file, date=args.date, ids=args.id, target=args.target,
+                         regressors=args.regressors or (), freq=args.freq, dayfirst=args.dayfirst)
+    _print_warnings(getattr(data, "warnings", []))
+    horizon = args.horizon or DEFAULT_HORIZON[data.freq]
+    with _progress(args) as progress, _results_only_on_stdout(args.json):
+        result = backtest(data, horizon=horizon, windows=args.windows, progress=progress,
+                          model_params={"n_estimators": args.rounds} if args.rounds else None)
+    report = _backtest_report(result, data, horizon, args.windows, time.perf_counter() - tic)
+    if args.json:
+        print(json.dumps(report, allow_nan=False))
+    else:
+        print(_backtest_table(report, Path(args.file).name))
+    return _EXIT_OK
+
+
+# --------------------------------------------------------------------------- not yet
+
+
+def _not_yet(args: argparse.Namespace) -> int:
+    print(f"PLANCELL-E110: 'plancell {args.command}' is not available yet in this version. "
+          "Available now: plancell demo, plancell backtest.", file=sys.stderr)
+    return _EXIT_INPUT
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _common_options(*, top: bool) -> argparse.ArgumentParser:
+    """Options accepted before or after the command. On subcommands the defaults are
+    SUPPRESS so they do not overwrite a value given before the command."""
+    p = argparse.ArgumentParser(add_help=False)
+    d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    p.add_argument("-v", "--verbose", action="count", default=d(0),
+                   help="more log output on stderr (-v info, -vv debug)")
+    p.add_argument("-q", "--quiet", action="store_true", default=d(False), help="no progress bar")
+    p.add_argument("--traceback", action="store_true", default=d(False),
+                   help="show the Python traceback of an internal error")
+    return p
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plancell",
+        description="Demand planning with LightGBM forecasts (P10/P50/P90), backtests and "
+                    "Excel workbooks, from the command line.",
+        parents=[_common_options(top=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"plancell {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = _common_options(top=False)
+
+    demo = sub.add_parser(
+        "demo", parents=[common], help="generate demo data, plan it and write plancell-demo.xlsx",
+        description="Generate a synthetic retail panel, backtest and plan it, and write a demo "
+                    f"workbook ({_DEMO_FILE}) with Sales, Drivers, Items, Plan and Accuracy.",
+    )
+    demo.add_argument("--out", default="plancell-demo", metavar="DIR",
+                      help="folder for the workbook (default: ./plancell-demo)")
+    demo.add_argument("--freq", type=_freq, default="W", metavar="D|W|MS",
+                      help="planning frequency (default W)")
+    demo.add_argument("--skus", type=_positive_int, default=20, metavar="N", help="number of SKUs (default 20)")
+    demo.add_argument("--locations", type=_positive_int, default=2, metavar="N",
+                      help="number of locations (default 2)")
+    demo.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
+    demo.add_argument("--horizon", type=_positive_int, metavar="N",
+                      help="periods to plan (default: D 28, W 8, MS 6)")
+    demo.add_argument("--windows", type=_positive_int, default=DEFAULT_WINDOWS, metavar="K",
+                      help=f"backtest windows (default {DEFAULT_WINDOWS})")
+    demo.add_argument("--rounds", type=_positive_int, metavar="N",
+                      help="LightGBM boosting rounds (default: the engine's)")
+    demo.set_defaults(handler=_cmd_demo)
+
+    bt = sub.add_parser(
+        "backtest", parents=[common], help="backtest any long-format CSV export",
+        description="Backtest the Plancell model against seasonal naive and moving average on "
+                    "a long-format CSV (one row per series and period).",
+    )
+    bt.add_argument("file", metavar="FILE.csv", help="long-format CSV file")
+    bt.add_argument("--date", required=True, metavar="COL", help="date column")
+    bt.add_argument("--id", required=True, type=_columns, metavar="COL[,COL..]",
+                    help="series key column(s): SKU, or SKU,Location")
+    bt.add_argument("--target", required=True, metavar="COL", help="quantity column to forecast")
+    bt.add_argument("--regressors", type=_columns, metavar="COL,..", help="numeric driver columns")
+    bt.add_argument("--freq", type=_freq, metavar="D|W|MS", help="D, W or MS (default: inferred from the dates)")
+    bt.add_argument("--horizon", type=_positive_int, metavar="N", help="periods ahead (default: D 28, W 8, MS 6)")
+    bt.add_argument("--windows", type=_positive_int, default=DEFAULT_WINDOWS, metavar="K",
+                    help=f"backtest windows (default {DEFAULT_WINDOWS})")
+    bt.add_argument("--rounds", type=_positive_int, metavar="N",
+                    help="LightGBM boosting rounds (default: the engine's)")
+    bt.add_argument("--dayfirst", action="store_true", help="dates are day first (31/12/2024)")
+    bt.add_argument("--dask", metavar="ADDRESS|local[:N]", help="run on a Dask cluster (not available yet)")
+    bt.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    bt.set_defaults(handler=_cmd_backtest)
+
+    for name, (arg, what) in _NOT_YET.items():
+        p = sub.add_parser(name, parents=[common], help=f"{what} (not available yet)",
+                           description=f"{what}. Not available yet in this version.")
+        p.add_argument("rest", nargs=argparse.REMAINDER, metavar=arg or "...", help=argparse.SUPPRESS)
+        p.set_defaults(handler=_not_yet)
+    return parser
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    # basicConfig leaves an embedding application's (or pytest's) logging alone.
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``plancell`` command; returns the process exit code."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse already printed
+        return exc.code if isinstance(exc.code, int) else (_EXIT_OK if exc.code is None else _EXIT_INPUT)
+    _configure_logging(args.verbose)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return _EXIT_INPUT
+
+    try:
+        return handler(args)
+    except InputError as exc:
+        if args.traceback:
+            traceback.print_exc(file=sys.stderr)
+        print(exc.report(), file=sys.stderr)
+        return _EXIT_INPUT
+    except PlancellBug as exc:
+        _log.debug("internal error", exc_info=True)
+        if args.traceback:
+            traceback.print_exc(file=sys.stderr)
+        print(f"{exc.one_line()} (a bug in Plancell: run with --traceback for details and report it)",
+              file=sys.stderr)
+        return _EXIT_FAIL
+    except PlancellError as exc:
+        if args.traceback:
+            traceback.print_exc(file=sys.stderr)
+        print(exc.one_line(), file=sys.stderr)
+        return _EXIT_FAIL
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the edge: never show a raw traceback unless asked
+        _log.debug("internal error", exc_info=True)
+        if args.traceback:
+            traceback.print_exc(file=sys.stderr)
+        print(_one_line(f"PLANCELL-E900: internal error ({type(exc).__name__}: {exc}); "
+                        "run with --traceback for details"), file=sys.stderr)
+        return _EXIT_FAIL
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m addin.cli`
+    sys.exit(main())
