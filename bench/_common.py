@@ -343,7 +343,12 @@ def _report(spec: Spec, table: pd.DataFrame, results: dict[str, dict]) -> str:
         if "config" in info:
             nf = f" {info['n_features']} features." if info.get("n_features") else ""
             out.append(f"- **{LABELS[m]}**: {info['config']}{nf}")
-    out += ["", "Notes:", ""] + [f"- {n}" for n in spec.notes]
+    notes = list(spec.notes)
+    for m, info in results.items():
+        if info.get("assumed_rows"):
+            notes.append(f"WARNING: {LABELS[m]} flagged {info['assumed_rows']:,} forecast rows as using "
+                         "assumed (engine-filled) regressor values although actual values were given.")
+    out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     versions: dict[str, str] = {}
     for info in results.values():
         versions.update(info.get("versions", {}))

@@ -86,6 +86,7 @@ class _SeasonalNaive(_Method):
 
 class _Plancell(_Method):
     name = "plancell"
+    assumed_rows = 0
 
     def config(self) -> str:
         spec = self.spec
@@ -143,6 +144,8 @@ class _Plancell(_Method):
     def predict(self, win: Window, prepared: Any, fitted: Any) -> pd.DataFrame:
         _, future, future_drivers = prepared
         fc = fitted.predict(self.spec.horizon, future=future, drivers=future_drivers)
+        # Every regressor's actual horizon values were given: none should be assumed.
+        self.assumed_rows += int((fc["assumed"].astype(str) != "").sum()) if "assumed" in fc else 0
         keys = win.future.drop_duplicates(ID)[[ID, SKU, LOC]].astype(str)
         fc = fc.rename(columns={"Date": DS}).astype({SKU: str, LOC: str})
         return fc.merge(keys, on=[SKU, LOC], how="inner")
@@ -342,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": rss_loaded,
         "child_s": time.perf_counter() - t_start,
         "config": method.config(), "versions": method.versions(),
+        "assumed_rows": getattr(method, "assumed_rows", 0),
     }
     (args.workdir / f"{args.method}.json").write_text(json.dumps(info, indent=1))
     return 0

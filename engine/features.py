@@ -49,6 +49,8 @@ class FeatureSpec:
     same_season_lags: tuple[int, ...] = ()  # e.g. 7,14,21,28 for "same weekday" mean on daily data
     year: int = 52  # periods per year, for year-over-year driver changes and seasonal normals
     holiday_horizon: int = 8  # periods to look ahead/back for holiday distance
+    year_lag: int = 52  # same period last year (364 days keeps the weekday)
+    level_window: int = 4  # recent window compared with the same window last year
 
     @property
     def max_lookback(self) -> int:
@@ -58,6 +60,7 @@ class FeatureSpec:
             max(self.std_windows, default=1) + 1,
             self.nonzero_window + 1,
             max(self.same_season_lags, default=1),
+            self.year_lag + self.level_window + 1,
         )
 
 
@@ -73,6 +76,8 @@ def default_spec(freq: str) -> FeatureSpec:
             same_season_lags=(7, 14, 21, 28),
             year=365,
             holiday_horizon=30,
+            year_lag=364,
+            level_window=28,
         )
     if f == "W":
         return FeatureSpec(
@@ -82,6 +87,8 @@ def default_spec(freq: str) -> FeatureSpec:
             nonzero_window=13,
             year=52,
             holiday_horizon=8,
+            year_lag=52,
+            level_window=4,
         )
     return FeatureSpec(
         lags=(1, 2, 3, 4, 6, 12),
@@ -90,6 +97,8 @@ def default_spec(freq: str) -> FeatureSpec:
         nonzero_window=6,
         year=12,
         holiday_horizon=3,
+        year_lag=12,
+        level_window=3,
     )
 
 
@@ -445,6 +454,12 @@ def regressor_stats(panel: Panel) -> RegressorStats:
             # Weather-like: the level is mostly the season, which lags and the calendar
             # already carry; a level feature would let the model read heat as "summer".
             kinds[name] = "seasonal"
+        elif kinds[name] == "numeric" and _trend_strength(hist) >= 0.8:
+            # CPI-like: what moves demand is the rate of change (inflation), not the level.
+            kinds[name] = "trend"
+            cols_all = np.arange(h)
+            yoy = _yoy(hist, np.repeat(np.arange(panel.n), h), np.tile(cols_all, panel.n), spec_year(panel.freq))
+            sens[name] = _row_corr(z, yoy.reshape(panel.n, h)).astype(np.float32)
         if kinds[name] == "price":
             with np.errstate(all="ignore"):
                 with warnings.catch_warnings():
@@ -452,6 +467,18 @@ def regressor_stats(panel: Panel) -> RegressorStats:
                     ref = np.nanmedian(np.where(ok, hist, np.nan)[:, -max(1, min(h, 2 * n_pos)):], axis=1)
             price_ref[name] = np.where(np.isfinite(ref) & (ref > 0), ref, np.nan).astype(np.float32)
     return RegressorStats(normals=normals, price_ref=price_ref, kinds=kinds, sensitivity=sens)
+
+
+def spec_year(freq: str) -> int:
+    return default_spec(freq).year
+
+
+def _trend_strength(hist: np.ndarray) -> float:
+    """Median over series of |corr(value, time)|: near 1 for CPI-like drivers."""
+    t = np.broadcast_to(np.arange(hist.shape[1], dtype=np.float64), hist.shape)
+    r = _row_corr(hist, t)
+    r = r[r != 0]
+    return float(np.median(np.abs(r))) if r.size else 0.0
 
 
 def _seasonal_r2(hist: np.ndarray, resid: np.ndarray) -> float:
@@ -485,19 +512,25 @@ def feature_names(panel: Panel, spec: FeatureSpec, stats: RegressorStats) -> lis
     names += [f"nonzero_{spec.nonzero_window}"]
     if spec.same_season_lags:
         names += ["same_weekday_mean"]
+    names += ["last_year_mean3", "last_year_level_adjusted", "level_vs_last_year"]
     names += ["age", "location", "category"]
     names += list(_calendar_features(panel.dates()[:1], panel.freq))
     names += list(_holiday_features(panel.dates()[:1], panel.freq, panel.holiday_country, spec.holiday_horizon))
     for name, kind in stats.kinds.items():
-        if kind != "seasonal":
-            names.append(name)
-        if kind == "binary":
-            names += [f"{name}_prev", f"{name}_next"]
-        else:
-            names += [f"{name}_anomaly", f"{name}_yoy", f"{name}_sensitivity", f"{name}_effect"]
-            if kind == "price":
-                names.append(f"{name}_ratio")
+        names += [name if suffix == "" else f"{name}_{suffix}" for suffix in _REGRESSOR_FEATURES[kind]]
     return names
+
+
+#: Features per regressor kind ("" is the value itself). Trending and seasonal drivers
+#: leave out their level: a trend level lies outside the training range in the future
+#: (trees cannot extrapolate) and a seasonal level is a proxy for the season.
+_REGRESSOR_FEATURES: dict[str, tuple[str, ...]] = {
+    "binary": ("", "prev", "next"),
+    "price": ("", "ratio", "anomaly", "yoy", "sensitivity", "effect"),
+    "seasonal": ("anomaly", "yoy", "sensitivity", "effect"),
+    "trend": ("yoy", "sensitivity", "effect"),
+    "numeric": ("", "anomaly", "yoy", "sensitivity", "effect"),
+}
 
 
 CATEGORICAL = ("location", "category", "hol_id", "hol_next_id")
@@ -590,6 +623,32 @@ def feature_matrix(
         with np.errstate(invalid="ignore", divide="ignore"):
             X[:, col] = np.where(cnt > 0, acc / cnt, np.nan)
         col += 1
+    # Last year's demand around the target period, and the same value scaled by how the
+    # recent level compares with the same weeks last year: a growth-adjusted seasonal
+    # naive forecast, which trees cannot build themselves (they do not multiply).
+    Y, w = spec.year_lag, spec.level_window
+    acc = np.zeros(n_rows)
+    cnt = np.zeros(n_rows)
+    for d in (-1, 0, 1):
+        src = tz - Y + d
+        ok = (src >= 0) & (src < end)
+        v = np.where(ok, z[i, np.clip(src, 0, z.shape[1] - 1)], np.nan)
+        good = ~np.isnan(v)
+        acc += np.where(good, v, 0)
+        cnt += good
+    with np.errstate(invalid="ignore", divide="ignore"):
+        X[:, col] = np.where(cnt > 0, acc / cnt, np.nan)
+        col += 1
+        recent = _window_sum(cums.s, i, end, w) / _window_sum(cums.c, i, end, w)
+        before = _window_sum(cums.s, i, end - Y, w) / _window_sum(cums.c, i, end - Y, w)
+        ratio = np.where((end - Y - w >= 0) & (before > 0), recent / before, np.nan)
+        ratio = np.clip(ratio, 0.0, 10.0)
+        src = tz - Y
+        ly = np.where((src >= 0) & (src < end), z[i, np.clip(src, 0, z.shape[1] - 1)], np.nan)
+        X[:, col] = ly * ratio
+        col += 1
+        X[:, col] = ratio
+        col += 1
     X[:, col] = np.minimum(t - panel.start[i], 3 * spec.year).astype(np.float32)
     col += 1
     X[:, col] = panel.loc_codes[i]
@@ -602,36 +661,48 @@ def feature_matrix(
         X[:, col] = calendar[name][t]
         col += 1
     T = panel.T
+    pos = calendar["_pos"][t]
     for name, kind in stats.kinds.items():
-        m = panel.regressors[name]
-        if kind != "seasonal":
-            X[:, col] = m[i, t]
-            col += 1
-        if kind == "binary":
-            X[:, col] = np.where(t >= 1, m[i, np.clip(t - 1, 0, None)], np.nan)
-            col += 1
-            X[:, col] = np.where(t + 1 < T, m[i, np.clip(t + 1, None, T - 1)], np.nan)
-            col += 1
-            continue
-        pos = calendar["_pos"][t]
-        anomaly = m[i, t] - stats.normals[name][i, pos]
-        X[:, col] = anomaly
-        col += 1
-        back = t - spec.year
-        prev = np.where(back >= 0, m[i, np.clip(back, 0, None)], np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            X[:, col] = np.where(prev > 0, m[i, t] / prev - 1.0, m[i, t] - prev)
-        col += 1
-        sens = stats.sensitivity[name][i]
-        X[:, col] = sens
-        col += 1
-        X[:, col] = anomaly * sens
-        col += 1
-        if kind == "price":
-            X[:, col] = m[i, t] / stats.price_ref[name][i]
+        for suffix in _REGRESSOR_FEATURES[kind]:
+            X[:, col] = _regressor_feature(panel, stats, spec, name, kind, suffix, i, t, pos, T)
             col += 1
     assert col == len(names), (col, len(names))
     return X
+
+
+def _yoy(m: np.ndarray, i: np.ndarray, t: np.ndarray, year: int) -> np.ndarray:
+    """Relative change over a year for positive series (CPI -> inflation), else the difference."""
+    back = t - year
+    prev = np.where(back >= 0, m[i, np.clip(back, 0, None)], np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(prev > 0, m[i, t] / prev - 1.0, m[i, t] - prev)
+
+
+def _regressor_feature(
+    panel: Panel, stats: RegressorStats, spec: FeatureSpec, name: str, kind: str, suffix: str,
+    i: np.ndarray, t: np.ndarray, pos: np.ndarray, T: int,
+) -> np.ndarray:
+    m = panel.regressors[name]
+    if suffix == "":
+        return m[i, t]
+    if suffix == "prev":
+        return np.where(t >= 1, m[i, np.clip(t - 1, 0, None)], np.nan)
+    if suffix == "next":
+        return np.where(t + 1 < T, m[i, np.clip(t + 1, None, T - 1)], np.nan)
+    if suffix == "ratio":
+        return m[i, t] / stats.price_ref[name][i]
+    if suffix == "sensitivity":
+        return np.broadcast_to(stats.sensitivity[name][i], i.shape)
+    # The driver's signal the sensitivity was measured on: yoy change for trends,
+    # deviation from the seasonal normal otherwise.
+    signal = _yoy(m, i, t, spec.year) if kind == "trend" else m[i, t] - stats.normals[name][i, pos]
+    if suffix == "anomaly":
+        return signal
+    if suffix == "yoy":
+        return _yoy(m, i, t, spec.year)
+    if suffix == "effect":
+        return signal * stats.sensitivity[name][i]
+    raise ValueError(suffix)
 
 
 def _calendar_names(panel: Panel, spec: FeatureSpec) -> list[str]:

@@ -125,6 +125,7 @@ class DemandForecaster:
         max_bin: int = 127,
         weighting: str = "scale",
         calibration_windows: int = 1,
+        refit: bool = False,
         max_train_rows: int | None = 4_000_000,
         random_state: int = 0,
         n_jobs: int | None = None,
@@ -144,6 +145,7 @@ class DemandForecaster:
         self.max_bin = max_bin
         self.weighting = weighting
         self.calibration_windows = calibration_windows
+        self.refit = refit
         self.max_train_rows = max_train_rows
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -198,6 +200,7 @@ class DemandForecaster:
         steps = self.calibration_windows + 1
         emit(progress, "train", 0, steps, "preparing features")
         residuals: list[list[np.ndarray]] = [[] for _ in range(H)]
+        last_window = None
         for w in range(self.calibration_windows, 0, -1):
             cut = panel.n_hist - H * w
             if cut < max(3, self.spec_.nonzero_window):
@@ -205,6 +208,8 @@ class DemandForecaster:
                 continue
             sub = _truncate(panel, cut)
             boosters, scale, stats = self._train(sub)
+            if w == 1:
+                last_window = (boosters, scale, stats)
             pred = self._forecast(sub, boosters, scale, stats, H, fill=False)
             actual = panel.y[:, cut: cut + H]
             cens = panel.censored[:, cut: cut + H]
@@ -216,7 +221,13 @@ class DemandForecaster:
             emit(progress, "train", self.calibration_windows - w + 1, steps, f"calibration window {w}")
         self.calibration_ = _Calibration([np.concatenate(r) if r else np.zeros(0) for r in residuals])
 
-        self.boosters_, self.scale_, _ = self._train(panel)
+        if self.refit or last_window is None:
+            self.boosters_, self.scale_, _ = self._train(panel)
+        else:
+            # The calibration model, trained on all but the last `horizon` periods, is the
+            # final model: conformal without a second fit. Its forecasts still start from
+            # the latest actuals (lags). `refit=True` retrains on everything instead.
+            self.boosters_, self.scale_, self.stats_ = last_window
         self.err_scale_ = self._error_scale(panel, self.scale_)
         self.panel_ = _tail(panel, self.spec_.max_lookback + self.spec_.year + 2, keep_future=True)
         self.fit_seconds_ = time.perf_counter() - t0

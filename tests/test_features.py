@@ -111,7 +111,7 @@ def test_regressor_kinds(weekly_data):
     assert kinds["Price"] == "price"
     assert kinds["Temperature"] == "seasonal"  # weather: its level is the season
     assert kinds["FuelPrice"] != "price"  # a driver, not the SKU's own price
-    assert kinds["CPI"] == "numeric"
+    assert kinds["CPI"] == "trend"  # inflation (its rate of change) matters, not the level
 
 
 def test_weather_sensitivity_separates_sensitive_skus(weekly_data, weekly_panel):
