@@ -63,6 +63,7 @@ class Spec:
     threads: int
     ml_scaler: str = "standard"    # mlforecast target transform: "standard" or "none"
     ml_dropna: bool = True         # mlforecast fit(dropna=...)
+    plancell_params: dict = field(default_factory=dict)  # extra DemandForecaster parameters
     notes: list[str] = field(default_factory=list)
     command: str = ""
 
@@ -157,6 +158,8 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--ml-keep-na", action="store_true",
                     help="mlforecast fit(dropna=False): also train on rows with incomplete lags, as "
                          "Plancell does (default: mlforecast's own default, dropna=True)")
+    ap.add_argument("--plancell-params", type=_params, default={}, metavar="K=V[,K=V]",
+                    help="extra DemandForecaster parameters, e.g. refit=true,calibration_windows=2")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory with the forecasts")
     ap.add_argument("--no-write", action="store_true", help="do not write bench/results/<name>.md")
 
@@ -196,6 +199,20 @@ def run_benchmark(panel: pd.DataFrame, drivers: pd.DataFrame | None, spec: Spec,
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _params(text: str) -> dict:
+    """``"refit=true,num_leaves=31"`` -> ``{"refit": True, "num_leaves": 31}`` (JSON values, else text)."""
+    out: dict = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value.strip())
+        except json.JSONDecodeError:
+            out[key.strip()] = value.strip()
+    return out
+
+
 def _variant(args: argparse.Namespace, methods: list[str]) -> str:
     """File-name suffix for non-default settings, so variant runs keep the main results."""
     parts = []
@@ -205,9 +222,10 @@ def _variant(args: argparse.Namespace, methods: list[str]) -> str:
         parts.append(f"mlscaler-{args.ml_scaler}")
     if args.ml_keep_na:
         parts.append("ml-keep-na")
+    parts += [f"pc-{k}-{json.dumps(v)}" for k, v in sorted(args.plancell_params.items())]
     if set(methods) != set(METHODS):
-        parts.append("+".join(methods))
-    return "".join("-" + p for p in parts)
+        parts.append("only-" + "-".join(methods))
+    return "".join("-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in p) for p in parts)
 
 
 def _say(msg: str) -> None:
@@ -219,7 +237,8 @@ def _run_child(method: str, workdir: Path) -> dict:
     _say(f"running {method}: {shlex.join(cmd)}")
     t0 = time.perf_counter()
     tail: deque[str] = deque(maxlen=15)
-    with subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True) as proc:
         assert proc.stderr is not None
         for line in proc.stderr:  # relay the child's progress lines, keep the tail for errors
             tail.append(line.rstrip())
@@ -326,8 +345,9 @@ def _report(spec: Spec, table: pd.DataFrame, results: dict[str, dict]) -> str:
         "",
         *lines,
         "",
-        "fit s / predict s: summed over the windows (one fit and one predict per window, "
-        "each including its one calibration fit for the P10-P90 interval). prep s: turning the "
+        "fit s / predict s: summed over the windows (one fit and one predict call per window; "
+        "a fit call includes the model's calibration fit for the P10-P90 interval, see the "
+        "fits per window under Method settings). prep s: turning the "
         "window's long frame into the method's input (Plancell: `engine.contract.validate`; "
         "mlforecast: joining the drivers). Peak RSS: `ru_maxrss` of the method's own subprocess "
         "(includes Python, imports and the loaded data). WAPE = sum|y-P50|/sum|y| over all scored "

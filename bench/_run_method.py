@@ -89,15 +89,24 @@ class _Plancell(_Method):
     assumed_rows = 0
 
     def config(self) -> str:
+        from engine.model import DemandForecaster
+
         spec = self.spec
+        params = DemandForecaster(freq=spec.freq, horizon=spec.horizon, n_jobs=spec.threads,
+                                  **spec.plancell_params).get_params()
+        cal = int(params.get("calibration_windows", 1))
+        # Without refit the last calibration model is the final model (engine.model).
+        fits = max(cal, 1) + (1 if cal and params.get("refit", True) else 0)
+        extra = "".join(f", {k}={v!r}" for k, v in spec.plancell_params.items())
+        shown = ("n_estimators", "learning_rate", "num_leaves", "strategy", "calibration_windows", "refit")
+        defaults = ", ".join(f"{k}={params[k]!r}" for k in shown if k in params)
         given = (["per-SKU regressors as `future=`"] if spec.sales_regressors else []) + (
-            ["drivers as `drivers=` (and in the training data's Drivers table)"] if spec.drivers else [])
-        return (f"`DemandForecaster(freq={spec.freq!r}, horizon={spec.horizon}, "
-                f"n_jobs={spec.threads})`, other parameters at their defaults "
-                f"({', '.join(f'{k}={v}' for k, v in LGBM_PARAMS.items())}, recursive, "
-                "calibration_windows=1: one extra fit for the P10/P90 calibration); data built with "
-                "`engine.contract.validate(sales, drivers, freq=...)`; actual horizon values of "
-                f"{' and '.join(given) or 'no regressors'} passed to `predict`.")
+            ["drivers as `drivers=` (and in the training Drivers table)"] if spec.drivers else [])
+        return (f"{fits} LightGBM fit(s) per window; `DemandForecaster(freq={spec.freq!r}, "
+                f"horizon={spec.horizon}, n_jobs={spec.threads}{extra})`, other parameters at their "
+                f"defaults ({defaults}); data built with `engine.contract.validate(sales, drivers, "
+                f"freq=...)`; actual horizon values of {' and '.join(given) or 'no regressors'} "
+                "passed to `predict`.")
 
     def versions(self) -> dict[str, str]:
         import engine
@@ -133,7 +142,7 @@ class _Plancell(_Method):
 
         data, _, _ = prepared
         return DemandForecaster(freq=self.spec.freq, horizon=self.spec.horizon,
-                                n_jobs=self.spec.threads).fit(data)
+                                n_jobs=self.spec.threads, **self.spec.plancell_params).fit(data)
 
     def train_rows(self, fitted: Any) -> int | None:
         return _booster_rows(fitted.boosters_[0], fitted.bagging_fraction)
@@ -198,23 +207,24 @@ class _MLForecast(_Method):
         return lags, tfms, dates
 
     def config(self) -> str:
+        spec = self.spec
         lags, tfms, dates = self._features()
-        tf = "; ".join(f"lag {k}: " + ", ".join(repr(t).split("(")[0] + "(" + _tfm_args(t) + ")" for t in v)
+        tf = "; ".join(f"lag {k}: " + ", ".join(f"{type(t).__name__}({_tfm_args(t)})" for t in v)
                        for k, v in tfms.items())
         dn = ", ".join(d if isinstance(d, str) else d.__name__ for d in dates)
-        scaler = "LocalStandardScaler()" if self.spec.ml_scaler == "standard" else "none"
-        return (f"`LGBMRegressor({', '.join(f'{k}={v}' for k, v in LGBM_PARAMS.items())}, "
-                f"n_jobs={self.spec.threads}, verbosity=-1, random_state=0)`; lags {lags}; "
-                f"lag_transforms {tf}; date_features {dn}; target_transforms {scaler}; "
-                f"static categorical features SKU, Location; regressors "
-                f"{', '.join(self.spec.sales_regressors + self.spec.drivers)} as dynamic exogenous "
-                f"features (actual values in X_df for the horizon); intervals "
-                f"`PredictionIntervals(n_windows=2, h={self.spec.horizon})` with level=[80] "
-                "(lo-80 = P10, hi-80 = P90): mlforecast refuses n_windows=1, and with refit=False its "
-                "2 calibration windows cost one extra fit, like Plancell's calibration; "
-                f"num_threads={self.spec.threads}; fit(dropna={self.spec.ml_dropna})"
-                + (" (mlforecast's default: rows whose lags or rolling windows are incomplete are "
-                   "not trained on)." if self.spec.ml_dropna else "."))
+        lgbm = ", ".join(f"{k}={v}" for k, v in LGBM_PARAMS.items())
+        scaler = "LocalStandardScaler()" if spec.ml_scaler == "standard" else "none"
+        dropna = (" (mlforecast's default: rows whose lags or rolling windows are incomplete are "
+                  "not trained on)") if spec.ml_dropna else ""
+        return (f"2 LightGBM fits per window; `LGBMRegressor({lgbm}, n_jobs={spec.threads}, "
+                f"verbosity=-1, random_state=0)`; lags {lags}; lag_transforms {tf}; date_features {dn}; "
+                f"target_transforms {scaler}; static categorical features SKU, Location; regressors "
+                f"{', '.join(spec.sales_regressors + spec.drivers)} as dynamic exogenous features "
+                "(actual values in X_df for the horizon); intervals "
+                f"`PredictionIntervals(n_windows=2, h={spec.horizon})` with level=[80] (lo-80 = P10, "
+                "hi-80 = P90): mlforecast refuses n_windows=1; its 2 calibration windows are forecast "
+                "by one extra model (refit=False), the closest setting to Plancell's "
+                f"calibration_windows=1; num_threads={spec.threads}; fit(dropna={spec.ml_dropna}){dropna}.")
 
     def versions(self) -> dict[str, str]:
         return {"mlforecast": _version("mlforecast"), "lightgbm": _version("lightgbm")}

@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         title=f"Synthetic daily panel ({args.series:,} series x {args.days} days)",
         freq="D", horizon=args.horizon, cutoffs=cutoffs, season=7, drivers=DRIVERS,
         sales_regressors=SALES_REGRESSORS, min_train=min_train, threads=args.threads,
-        ml_scaler=args.ml_scaler, ml_dropna=not args.ml_keep_na, notes=notes,
+        ml_scaler=args.ml_scaler, ml_dropna=not args.ml_keep_na, plancell_params=args.plancell_params,
+        notes=notes,
         command=shlex.join(["python", "-m", "bench.synthetic", *(sys.argv[1:] if argv is None else argv)]),
     )
     run_benchmark(panel, drivers, spec, args)

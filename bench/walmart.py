@@ -39,7 +39,8 @@ def _read(d: Path, stem: str) -> pd.DataFrame:
     return pd.read_csv(f if f.exists() else d / f"{stem}.csv", parse_dates=["Date"])
 
 
-def load(data: Path, max_series: int | None = None, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def load(data: Path, max_series: int | None = None,
+         seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Long panel (gap-filled) and per-store driver frame, plus notes for the report."""
     d = _data_dir(data)
     train = _read(d, "train")
@@ -62,7 +63,8 @@ def load(data: Path, max_series: int | None = None, seed: int = 0) -> tuple[pd.D
     offs = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
     full = pd.DataFrame({"Store": span["Store"].to_numpy()[rows], "Dept": span["Dept"].to_numpy()[rows],
                          "Date": grid_dates[np.repeat(first, n) + offs]})
-    full = full.merge(train[["Store", "Dept", "Date", "Weekly_Sales"]], on=["Store", "Dept", "Date"], how="left")
+    full = full.merge(train[["Store", "Dept", "Date", "Weekly_Sales"]], on=["Store", "Dept", "Date"],
+                      how="left")
     filled = int(full["Weekly_Sales"].isna().sum())
     full["Weekly_Sales"] = full["Weekly_Sales"].fillna(0.0)
     notes.append(f"{filled:,} missing weeks inside series (between a series' first and last week) "
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         title=f"Walmart store-department weekly sales ({n_series:,} series)",
         freq="W", horizon=args.horizon, cutoffs=cutoffs, season=52, drivers=DRIVERS,
         sales_regressors=[], min_train=min_train, threads=args.threads, ml_scaler=args.ml_scaler,
-        ml_dropna=not args.ml_keep_na, notes=notes,
+        ml_dropna=not args.ml_keep_na, plancell_params=args.plancell_params, notes=notes,
         command=shlex.join(["python", "-m", "bench.walmart", *(sys.argv[1:] if argv is None else argv)]),
     )
     run_benchmark(panel, drivers, spec, args)

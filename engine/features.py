@@ -371,8 +371,9 @@ def _holiday_features(dates: pd.DatetimeIndex, freq: str, country: str | None, h
 def _calendar_features(dates: pd.DatetimeIndex, freq: str) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     out["month"] = dates.month.to_numpy(np.float32)
-    if freq in ("D", "W"):
+    if freq == "W":
         out["week_of_year"] = dates.isocalendar().week.to_numpy(np.float32)
+    if freq == "D":
         out["day_of_year"] = dates.dayofyear.to_numpy(np.float32)
     if freq == "D":
         out["day_of_week"] = dates.dayofweek.to_numpy(np.float32)
@@ -458,8 +459,14 @@ def regressor_stats(panel: Panel) -> RegressorStats:
             # CPI-like: what moves demand is the rate of change (inflation), not the level.
             kinds[name] = "trend"
             cols_all = np.arange(h)
-            yoy = _yoy(hist, np.repeat(np.arange(panel.n), h), np.tile(cols_all, panel.n), spec_year(panel.freq))
-            sens[name] = _row_corr(z, yoy.reshape(panel.n, h)).astype(np.float32)
+            year = spec_year(panel.freq)
+            yoy = _yoy(hist, np.repeat(np.arange(panel.n), h), np.tile(cols_all, panel.n), year).reshape(panel.n, h)
+            # Year-over-year *changes* of demand against changes of the driver's rate: a
+            # growing SKU is not "inflation-loving" just because CPI also grew.
+            with np.errstate(invalid="ignore", divide="ignore"):
+                dz = np.log1p(np.clip(z[:, year:], 0, None)) - np.log1p(np.clip(z[:, :-year], 0, None))
+            dyoy = yoy[:, year:] - yoy[:, :-year]
+            sens[name] = (_row_corr(dz, dyoy) if h > year + 8 else np.zeros(panel.n)).astype(np.float32)
         if kinds[name] == "price":
             with np.errstate(all="ignore"):
                 with warnings.catch_warnings():
@@ -505,7 +512,7 @@ def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- feature matrix
 
-def feature_names(panel: Panel, spec: FeatureSpec, stats: RegressorStats) -> list[str]:
+def feature_names(panel: Panel, spec: FeatureSpec, stats: RegressorStats, *, direct: bool = False) -> list[str]:
     names = [f"lag_{k}" for k in spec.lags]
     names += [f"mean_{w}" for w in spec.mean_windows]
     names += [f"std_{w}" for w in spec.std_windows]
@@ -518,6 +525,8 @@ def feature_names(panel: Panel, spec: FeatureSpec, stats: RegressorStats) -> lis
     names += list(_holiday_features(panel.dates()[:1], panel.freq, panel.holiday_country, spec.holiday_horizon))
     for name, kind in stats.kinds.items():
         names += [name if suffix == "" else f"{name}_{suffix}" for suffix in _REGRESSOR_FEATURES[kind]]
+    if direct:
+        names.append("horizon")
     return names
 
 
@@ -526,10 +535,10 @@ def feature_names(panel: Panel, spec: FeatureSpec, stats: RegressorStats) -> lis
 #: (trees cannot extrapolate) and a seasonal level is a proxy for the season.
 _REGRESSOR_FEATURES: dict[str, tuple[str, ...]] = {
     "binary": ("", "prev", "next"),
-    "price": ("", "ratio", "anomaly", "yoy", "sensitivity", "effect"),
-    "seasonal": ("anomaly", "yoy", "sensitivity", "effect"),
-    "trend": ("yoy", "sensitivity", "effect"),
-    "numeric": ("", "anomaly", "yoy", "sensitivity", "effect"),
+    "price": ("", "ratio", "effect"),
+    "seasonal": ("anomaly", "effect"),
+    "trend": ("yoy", "effect"),
+    "numeric": ("", "anomaly", "effect"),
 }
 
 
@@ -555,6 +564,16 @@ class _Cums:
         self.c = pad(ok.astype(np.float64))
         self.nz = pad((zz > 0).astype(np.float64))
 
+    def update(self, z: np.ndarray, col: int) -> None:
+        """Recompute the sums after column ``col`` of ``z`` changed (cheap near the end):
+        recursive forecasting writes one new column per step."""
+        tail = z[:, col:]
+        ok = ~np.isnan(tail)
+        zz = np.where(ok, tail, 0.0)
+        for acc, v in ((self.s, zz), (self.q, zz * zz), (self.c, ok.astype(np.float64)),
+                       (self.nz, (zz > 0).astype(np.float64))):
+            acc[:, col + 1:] = acc[:, col: col + 1] + np.cumsum(v, axis=1)
+
 
 def feature_matrix(
     panel: Panel,
@@ -566,18 +585,20 @@ def feature_matrix(
     *,
     cums: _Cums | None = None,
     col_offset: int = 0,
-    shift: int = 0,
+    shift: int | np.ndarray = 0,
     calendar: dict[str, np.ndarray] | None = None,
+    direct: bool = False,
 ) -> np.ndarray:
     """Features (float32, ``len(i) x n_features``) for target cells ``(i, t)``.
 
     ``z`` is the scaled target matrix whose column 0 is panel column ``col_offset``
     (a window is passed during recursive prediction to keep cumsums small). ``t``
-    are panel column indices. ``shift`` > 0 builds direct-strategy features: only
-    values at least ``shift + 1`` periods before the target are used.
+    are panel column indices. ``shift`` > 0 (a scalar or one value per row) builds
+    direct-strategy features: only values at least ``shift + 1`` periods before the
+    target are used; with ``direct`` the last column is the horizon ``shift + 1``.
     """
     n_rows = len(i)
-    names = feature_names(panel, spec, stats)
+    names = feature_names(panel, spec, stats, direct=direct)
     X = np.empty((n_rows, len(names)), dtype=np.float32)
     tz = t - col_offset  # column index inside z
     if cums is None:
@@ -614,7 +635,7 @@ def feature_matrix(
         cnt = np.zeros(n_rows)
         for k in spec.same_season_lags:
             # With a direct-strategy shift, step back whole seasons so weekdays stay aligned.
-            src = tz - k - spec.same_season_lags[0] * int(np.ceil(shift / spec.same_season_lags[0]))
+            src = tz - k - spec.same_season_lags[0] * np.ceil(np.asarray(shift) / spec.same_season_lags[0]).astype(np.int64)
             ok = src >= 0
             v = np.where(ok, z[i, np.clip(src, 0, None)], np.nan)
             good = ~np.isnan(v)
@@ -666,6 +687,9 @@ def feature_matrix(
         for suffix in _REGRESSOR_FEATURES[kind]:
             X[:, col] = _regressor_feature(panel, stats, spec, name, kind, suffix, i, t, pos, T)
             col += 1
+    if direct:
+        X[:, col] = np.asarray(shift) + 1
+        col += 1
     assert col == len(names), (col, len(names))
     return X
 

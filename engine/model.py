@@ -125,7 +125,7 @@ class DemandForecaster:
         max_bin: int = 127,
         weighting: str = "scale",
         calibration_windows: int = 1,
-        refit: bool = False,
+        refit: bool = True,
         max_train_rows: int | None = 4_000_000,
         random_state: int = 0,
         n_jobs: int | None = None,
@@ -193,7 +193,7 @@ class DemandForecaster:
             )
         self.n_series_ = panel.n
         self.stats_ = regressor_stats(panel)
-        self.feature_names_ = feature_names(panel, self.spec_, self.stats_)
+        self.feature_names_ = feature_names(panel, self.spec_, self.stats_, direct=self.strategy == "direct")
         self.nonneg_ = ~(np.nanmin(np.where(np.isnan(panel.y[:, : panel.n_hist]), 0, panel.y[:, : panel.n_hist]),
                                    axis=1) < 0)
 
@@ -210,7 +210,7 @@ class DemandForecaster:
             boosters, scale, stats = self._train(sub)
             if w == 1:
                 last_window = (boosters, scale, stats)
-            pred = self._forecast(sub, boosters, scale, stats, H, fill=False)
+            pred = self._forecast(sub, boosters, scale, stats, H)
             actual = panel.y[:, cut: cut + H]
             cens = panel.censored[:, cut: cut + H]
             err_scale = self._error_scale(sub, scale)
@@ -224,9 +224,9 @@ class DemandForecaster:
         if self.refit or last_window is None:
             self.boosters_, self.scale_, _ = self._train(panel)
         else:
-            # The calibration model, trained on all but the last `horizon` periods, is the
-            # final model: conformal without a second fit. Its forecasts still start from
-            # the latest actuals (lags). `refit=True` retrains on everything instead.
+            # refit=False: the calibration model (all but the last `horizon` periods) is
+            # the final model, one fit instead of two. Measured worse: Walmart WAPE 0.114
+            # vs 0.091 with refit (the last weeks matter), so refit is the default.
             self.boosters_, self.scale_, self.stats_ = last_window
         self.err_scale_ = self._error_scale(panel, self.scale_)
         self.panel_ = _tail(panel, self.spec_.max_lookback + self.spec_.year + 2, keep_future=True)
@@ -257,7 +257,7 @@ class DemandForecaster:
             _write_future(panel, future, self.regressors_, self.freq_)
         if drivers is not None and self.driver_columns_:
             _write_drivers(panel, drivers, self.driver_columns_, self.freq_)
-        pred = self._forecast(panel, self.boosters_, self.scale_, self.stats_, H, fill=True)
+        pred = self._forecast(panel, self.boosters_, self.scale_, self.stats_, H)
         off = self.calibration_.offsets(qs, H)  # [Q, H]
         # P50 is the point forecast itself: a pooled median correction adds noise and
         # measurably worsened WAPE on the Walmart backtest (README, "Quantiles").
@@ -338,30 +338,35 @@ class DemandForecaster:
         else:
             w = None
         cat_idx = [k for k, nme in enumerate(self.feature_names_) if nme in CATEGORICAL]
-        shifts = [0] if self.strategy == "recursive" else list(range(self.horizon_))
-        boosters = []
-        for s in shifts:
-            X = feature_matrix(panel, z[:, :h], i, t, spec, stats, cums=cums, shift=s, calendar=cal)
-            ds = lgb.Dataset(X, label=target, weight=w, feature_name=self.feature_names_,
-                             categorical_feature=cat_idx, free_raw_data=True,
-                             params={"max_bin": self.max_bin, "verbosity": -1})
-            boosters.append(lgb.train(self._lgb_params(len(i)), ds, num_boost_round=self.n_estimators))
-            del X, ds
+        direct = self.strategy == "direct"
+        if direct:
+            # One model for every horizon: each training row gets a random horizon and
+            # sees only what was known at its origin. Same row count as recursive.
+            shift = np.random.default_rng(self.random_state).integers(0, self.horizon_, size=len(i))
+            ok = t - shift - 1 >= panel.start[i]
+            i, t, shift, target = i[ok], t[ok], shift[ok], target[ok]
+            if w is not None:
+                w = w[ok]
+        else:
+            shift = 0
+        X = feature_matrix(panel, z[:, :h], i, t, spec, stats, cums=cums, shift=shift, calendar=cal, direct=direct)
+        ds = lgb.Dataset(X, label=target, weight=w, feature_name=self.feature_names_,
+                         categorical_feature=cat_idx, free_raw_data=True,
+                         params={"max_bin": self.max_bin, "verbosity": -1,
+                                 "num_threads": self._lgb_params(len(i))["num_threads"]})
+        boosters = [lgb.train(self._lgb_params(len(i)), ds, num_boost_round=self.n_estimators)]
+        del X, ds
         return boosters, scale, stats
 
     def _forecast(
         self, panel: Panel, boosters: list[lgb.Booster], scale: np.ndarray, stats: RegressorStats,
-        H: int, *, fill: bool,
+        H: int,
     ) -> np.ndarray:
         """Point forecasts ``[n, H]`` for the ``H`` columns after ``panel.n_hist``."""
         spec = self.spec_
         panel = panel.extend(H)
-        stats_now = regressor_stats(panel)
-        stats_now.kinds = stats.kinds
-        stats_now.normals, stats_now.price_ref = stats.normals, stats.price_ref
-        stats_now.sensitivity = stats.sensitivity
-        if fill or True:
-            fill_future_regressors(panel, stats_now, spec, H)
+        stats_now = stats  # the statistics the boosters were trained with
+        fill_future_regressors(panel, stats_now, spec, H)
         h0 = panel.n_hist
         z = panel.y / scale[:, None]
         z[panel.censored] = np.nan
@@ -381,19 +386,22 @@ class DemandForecaster:
         upper = 2.0 * np.maximum(hi, 0) + 1.0
         lower = np.where(nonneg, 0.0, 2.0 * np.minimum(lo, 0) - 1.0)
         if self.strategy == "recursive":
+            cums = _Cums(z)
             for step in range(H):
                 t = np.full(n, h0 + step)
-                X = feature_matrix(panel, z, i, t, spec, stats_now, calendar=cal)
+                X = feature_matrix(panel, z, i, t, spec, stats_now, cums=cums, calendar=cal)
                 p = np.clip(boosters[0].predict(X), lower, upper)
                 z[:, h0 + step] = p
+                cums.update(z, h0 + step)
                 out[:, step] = p
         else:
             cums = _Cums(z[:, :h0])
-            for step in range(H):
-                t = np.full(n, h0 + step)
-                X = feature_matrix(panel, z, i, t, spec, stats_now, cums=cums, shift=step, calendar=cal)
-                p = boosters[min(step, len(boosters) - 1)].predict(X)
-                out[:, step] = np.clip(p, lower, upper)
+            ii = np.tile(i, H)
+            steps = np.repeat(np.arange(H), n)
+            X = feature_matrix(panel, z, ii, h0 + steps, spec, stats_now, cums=cums, shift=steps, calendar=cal,
+                               direct=True)
+            p = np.clip(boosters[0].predict(X), np.tile(lower, H), np.tile(upper, H))
+            out[:, :] = p.reshape(H, n).T
         return out * scale[:, None]
 
     # Explainability ------------------------------------------------------
