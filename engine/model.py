@@ -3,10 +3,12 @@
 ``DemandForecaster`` follows scikit-learn's conventions: ``__init__`` stores plain
 parameters, ``fit(data) -> self`` learns, ``predict(horizon)`` returns a frame.
 
-Multi-step strategy. ``strategy="recursive"`` (default) trains one one-step model
-and feeds its own forecasts back as lags; ``"direct"`` trains one model per
-horizon step whose features only use values known at the forecast origin. The
-choice was made by measurement (README, "Multi-step strategy").
+Multi-step strategy. ``strategy="direct"`` (default) trains ONE model for all
+horizon steps: every training row gets a random horizon h and sees only what was
+known h periods before its target, with h as a feature; forecasting needs no
+recursion. ``"recursive"`` trains a one-step model and feeds its forecasts back as
+lags. Direct won or tied on 3 of 4 measured panels, responds better to driver
+scenarios, and forecasts faster (README, "Multi-step strategy").
 
 Quantiles. P10/P50/P90 (or any quantile) come from split-conformal calibration
 (Vovk et al. 2005; Stankeviciute et al. 2021 for multi-step): a calibration model
@@ -115,13 +117,13 @@ class DemandForecaster:
         horizon: int | None = None,
         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
         holiday_country: str | None = "US",
-        strategy: str = "recursive",
-        n_estimators: int = 300,
-        learning_rate: float = 0.05,
-        num_leaves: int = 63,
+        strategy: str = "direct",
+        n_estimators: int = 150,
+        learning_rate: float = 0.1,
+        num_leaves: int = 31,
         min_data_in_leaf: int = 50,
-        feature_fraction: float = 0.8,
-        bagging_fraction: float = 0.8,
+        feature_fraction: float = 0.5,
+        bagging_fraction: float = 0.5,
         max_bin: int = 127,
         weighting: str = "scale",
         calibration_windows: int = 1,

@@ -33,4 +33,4 @@ def weekly_data(weekly_panel):
 
 @pytest.fixture(scope="session")
 def weekly_model(weekly_data):
-    return DemandForecaster(n_estimators=300, horizon=12, random_state=0).fit(weekly_data)
+    return DemandForecaster(horizon=12, random_state=0).fit(weekly_data)
