@@ -253,6 +253,15 @@ class DemandForecaster:
         """
         self._check_fitted()
         H = int(horizon or self.horizon_)
+        if H < 1 or (self.strategy == "direct" and H > self.horizon_):
+            raise InputError(
+                f"This model was trained for a horizon of {self.horizon_} periods; {H} were asked for. "
+                "Retrain with a longer Horizon (Settings) or ask for fewer periods.",
+                [Problem("Settings", f"horizon {H} outside the trained 1..{self.horizon_}",
+                         f"set Horizon to at least {H} and refresh the plan", column="Horizon", value=H,
+                         code="E110")],
+                code="E110",
+            )
         qs = _check_quantiles(quantiles if quantiles is not None else self.quantiles_)
         panel = _copy(self.panel_).extend(H)
         if future is not None:

@@ -163,3 +163,16 @@ def test_daily_model_forecasts_weekday_pattern():
     true_dow = true.groupby(true["Date"].dt.dayofweek)["Demand"].sum()
     # the model's weekday profile follows the true one
     assert np.corrcoef(by_dow, true_dow)[0, 1] > 0.8
+
+
+def test_longer_horizon_than_trained_is_a_clear_error(weekly_model):
+    with pytest.raises(InputError) as e:
+        weekly_model.predict(13)
+    assert e.value.code == "E110" and "Horizon" in e.value.report()
+
+
+def test_cli_and_engine_share_default_horizons():
+    from addin.cli import DEFAULT_HORIZON as CLI_DEFAULT
+    from engine.model import DEFAULT_HORIZON
+
+    assert CLI_DEFAULT == DEFAULT_HORIZON
