@@ -20,16 +20,11 @@ import pandas as pd
 
 from .errors import InputError, Problem
 from .frequency import from_period, normalize_freq, to_period, week_anchor
-from .schema import DATE, KEYS, QTY
+from .schema import DATE, KEYS, QTY, quantile_column
 
 __all__ = ["seasonal_naive", "moving_average", "quantile_column"]
 
 _log = logging.getLogger(__name__)
-
-
-def quantile_column(q: float) -> str:
-    """The column name of quantile ``q``: ``0.1 -> "P10"``, ``0.5 -> "P50"``."""
-    return "P" + str(int(round(q * 100)))
 
 
 def seasonal_naive(

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema as S
+from .schema import quantile_column
 from .drivers import fill_future_regressors
 from .errors import InputError, Problem
 from .features import (
@@ -57,12 +58,6 @@ __all__ = ["DemandForecaster", "quantile_column", "DEFAULT_HORIZON"]
 _log = logging.getLogger(__name__)
 
 DEFAULT_HORIZON = {"D": 28, "W": 12, "MS": 6}
-
-
-def quantile_column(q: float) -> str:
-    """Column name of a quantile: 0.1 -> ``P10``, 0.975 -> ``P97.5``."""
-    v = round(float(q) * 100, 6)
-    return f"P{int(v)}" if float(v).is_integer() else f"P{v:g}"
 
 
 def _check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
@@ -360,13 +355,22 @@ class DemandForecaster:
                 w = w[ok]
         else:
             shift = 0
-        X = feature_matrix(panel, z[:, :h], i, t, spec, stats, cums=cums, shift=shift, calendar=cal, direct=direct)
-        ds = lgb.Dataset(X, label=target, weight=w, feature_name=self.feature_names_,
+        zh = z[:, :h]
+
+        def rows(lo: int, hi: int) -> np.ndarray:
+            sh = shift[lo:hi] if direct else 0
+            return feature_matrix(panel, zh, i[lo:hi], t[lo:hi], spec, stats, cums=cums, shift=sh,
+                                  calendar=cal, direct=direct)
+
+        # Features are streamed to LightGBM in blocks: the full float matrix (gigabytes at
+        # 10k series x 3 years daily) never exists, only LightGBM's binned copy does.
+        ds = lgb.Dataset(_FeatureRows(rows, len(i)), label=target, weight=w, feature_name=self.feature_names_,
                          categorical_feature=cat_idx, free_raw_data=True,
                          params={"max_bin": self.max_bin, "verbosity": -1,
                                  "num_threads": self._lgb_params(len(i))["num_threads"]})
+        ds.construct()
         boosters = [lgb.train(self._lgb_params(len(i)), ds, num_boost_round=self.n_estimators)]
-        del X, ds
+        del ds
         return boosters, scale, stats
 
     def _forecast(
@@ -425,6 +429,43 @@ class DemandForecaster:
 
 
 # ---------------------------------------------------------------- helpers
+
+class _FeatureRows(lgb.Sequence):
+    """Training rows computed block by block on demand (``lightgbm.Sequence``).
+
+    LightGBM first samples single rows in increasing order (for bin boundaries), then
+    reads consecutive slices; caching the current block serves both without building
+    the whole matrix.
+    """
+
+    def __init__(self, build: Any, n_rows: int, batch_size: int = 1 << 18) -> None:
+        self._build = build
+        self._n = n_rows
+        self.batch_size = batch_size
+        self._block: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _row_block(self, b: int) -> np.ndarray:
+        if self._block is None or self._block[0] != b:
+            lo = b * self.batch_size
+            self._block = (b, self._build(lo, min(lo + self.batch_size, self._n)))
+        return self._block[1]
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        if isinstance(idx, slice):
+            lo, hi, _ = idx.indices(self._n)
+            if lo % self.batch_size == 0 and hi - lo <= self.batch_size:
+                block = self._row_block(lo // self.batch_size)
+                return block[: hi - lo]
+            return self._build(lo, hi)
+        if isinstance(idx, (int, np.integer)):
+            b = int(idx) // self.batch_size
+            # LightGBM's sampler wants float64 rows
+            return self._row_block(b)[int(idx) - b * self.batch_size].astype(np.float64)
+        return np.stack([self[int(k)] for k in idx])
+
 
 def _future_span(sales: pd.DataFrame, drivers: pd.DataFrame | None, freq: str) -> int:
     """How many periods past the last actual the tables already describe."""

@@ -7,6 +7,7 @@ A series is one (SKU, Location) pair; ``Location`` is ``""`` when the data has n
 from __future__ import annotations
 
 __all__ = [
+    "quantile_column",
     "DATE", "SKU", "LOCATION", "QTY", "PRICE", "PROMO", "ONHAND", "CATEGORY",
     "KEYS", "SALES_REQUIRED", "SALES_OPTIONAL", "ITEMS_OPTIONAL", "NO_LOCATION",
 ]
@@ -31,3 +32,9 @@ ITEMS_OPTIONAL = (
     LOCATION, CATEGORY, "LeadTimeDays", "LeadTimeStdDays", "ServiceLevel", "FillRateTarget",
     "UnitCost", "MOQ", "OrderMultiple", "ReviewPeriodDays", "OnHand", "OnOrder", "Strategic",
 )
+
+
+def quantile_column(q: float) -> str:
+    """Column name of a quantile: 0.1 -> ``P10``, 0.975 -> ``P97.5``."""
+    v = round(float(q) * 100, 6)
+    return f"P{int(v)}" if float(v).is_integer() else f"P{v:g}"
