@@ -25,9 +25,9 @@ from engine.contract import validate
 from engine.synthetic import generate_panel
 
 SETTINGS = {
-    "direct (default)": {},
+    "direct": {},  # the default
     "recursive": {"strategy": "recursive"},
-    "direct, no refit": {"refit": False},
+    "direct-no-refit": {"refit": False},
 }
 HORIZON = {"D": 28, "W": 12, "MS": 6}
 WALMART_REGS = ["Temperature", "Fuel_Price", "CPI", "Unemployment", "MarkDown1", "MarkDown2", "MarkDown3",

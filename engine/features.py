@@ -503,7 +503,9 @@ def _trend_strength(hist: np.ndarray) -> float:
 
 def _seasonal_r2(hist: np.ndarray, resid: np.ndarray) -> float:
     """Share of a regressor's variance explained by its seasonal normal."""
-    centred = hist - np.nanmean(hist, axis=1, keepdims=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-blank rows: no contribution
+        centred = hist - np.nanmean(hist, axis=1, keepdims=True)
     tot = float(np.nansum(centred**2))
     return 1.0 - float(np.nansum(resid**2)) / tot if tot > 0 else 0.0
 
