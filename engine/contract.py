@@ -27,6 +27,10 @@ Conventions worth knowing:
   well in flag columns (Promo, Strategic, read_long_csv regressors).
 * Performance: the happy path is vectorised; text columns are parsed per *distinct*
   value (factorize), and Python loops only run over distinct values or bad rows.
+  Memory: numeric input columns are not copied to float64 until the output is built,
+  key codes are int32, Sales is ordered by an argsort of int codes (the rows themselves
+  are gathered once, into the output), and large conversions run in chunks, so the peak
+  stays near the size of the output frame (about 1 GB for 10 million Sales rows).
 """
 
 from __future__ import annotations
@@ -178,6 +182,34 @@ def _is_blank_scalar(v: Any) -> bool:
 
 def _serial_to_date(x: float) -> np.datetime64:
     return _EXCEL_EPOCH + np.timedelta64(int(math.floor(x)), "D")
+
+
+#: Rows per step of the chunked loops: large enough to stay vectorised, small enough that
+#: the temporaries of a step are a few MB instead of a copy of a 10-million-row column.
+_CHUNK = 1 << 20
+
+
+def _index_dtype(n: int) -> type[np.signedinteger]:
+    """int32 for positions and codes below 2**31 (half the memory of int64)."""
+    return np.int32 if n < np.iinfo(np.int32).max else np.int64
+
+
+def _take(values: np.ndarray, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``values[idx]`` into ``out`` (converted to its dtype), in chunks.
+
+    A single ``values[idx]`` with int32 positions first makes an intp copy of ``idx``, and
+    a dtype change makes another full-size array; chunks keep both small.
+    """
+    if out is None:
+        out = np.empty(len(idx), dtype=values.dtype)
+    same = out.dtype == values.dtype
+    for a in range(0, len(idx), _CHUNK):
+        part = idx[a:a + _CHUNK]
+        if same:
+            np.take(values, part, out=out[a:a + _CHUNK], mode="clip")  # "raise" would buffer a copy
+        else:
+            out[a:a + _CHUNK] = values[part]
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -338,7 +370,7 @@ def _match_headers(
 
 @dataclass
 class _Num:
-    values: np.ndarray  # float64, NaN where blank or bad
+    values: np.ndarray  # float64, NaN where blank or bad (or the input's own numeric dtype, see below)
     blank: np.ndarray  # bool
     bad: np.ndarray  # bool
 
@@ -365,9 +397,20 @@ def _scalar_number(v: Any, flag: bool) -> tuple[float, int]:
     return math.nan, _BAD
 
 
-def _parse_numbers(s: pd.Series, flag: bool = False) -> _Num:
-    """Read a number column. Numeric dtypes are taken as they are; text is checked per cell."""
+def _parse_numbers(s: pd.Series, flag: bool = False, as_float: bool = True) -> _Num:
+    """Read a number column. Numeric dtypes are taken as they are; text is checked per cell.
+
+    With ``as_float=False`` a plain numpy bool/int/float column without infinities is
+    returned as is (a view, not a float64 copy); the caller converts when it gathers rows.
+    """
     dt = s.dtype
+    if not as_float and isinstance(dt, np.dtype) and dt.kind in "biuf":
+        raw = s.to_numpy()
+        if dt.kind != "f":
+            return _Num(raw, np.zeros(len(raw), bool), np.zeros(len(raw), bool))
+        bad = np.isinf(raw)
+        if not bad.any():
+            return _Num(raw, np.isnan(raw), bad)
     numeric = pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_complex_dtype(dt)
     if pd.api.types.is_bool_dtype(dt) or numeric:
         vals = s.to_numpy(dtype="float64", na_value=np.nan)
@@ -395,16 +438,12 @@ def _parse_numbers(s: pd.Series, flag: bool = False) -> _Num:
         rest = np.concatenate([rest, sidx[~ok]])
     for k in rest:
         uvals[k], ustat[k] = _scalar_number(u[k], flag)
+    # Code -1 (missing) picks the appended last entry: one gather per array, no temporaries.
     codes = np.asarray(codes)
-    missing = codes < 0
-    safe = np.where(missing, 0, codes)
-    if len(u):
-        vals = np.where(missing, np.nan, uvals[safe])
-        stat = np.where(missing, _BLANK, ustat[safe])
-    else:
-        vals = np.full(len(s), np.nan)
-        stat = np.full(len(s), _BLANK, dtype=np.int8)
-    return _Num(vals.astype("float64"), stat == _BLANK, stat == _BAD)
+    vals = np.append(uvals, np.nan)[codes]
+    blank = np.append(ustat == _BLANK, True)[codes]
+    bad = np.append(ustat == _BAD, False)[codes]
+    return _Num(vals, blank, bad)
 
 
 def _number_issue(v: Any, header: str) -> tuple[str, str]:
@@ -434,7 +473,7 @@ def _number_issue(v: Any, header: str) -> tuple[str, str]:
 
 @dataclass
 class _Keys:
-    codes: np.ndarray  # int64 into ``uniques``; -1 where blank
+    codes: np.ndarray  # int32 (int64 if huge) into ``uniques``; -1 where blank
     uniques: np.ndarray  # sorted distinct non-blank strings (object)
     blank: np.ndarray  # bool
 
@@ -461,11 +500,11 @@ def _key_str(v: Any) -> str:
 def _parse_keys(s: pd.Series) -> _Keys:
     """Text keys (SKU, Location): stripped strings; 1001.0 becomes '1001'."""
     if isinstance(s.dtype, pd.CategoricalDtype):
-        codes = s.cat.codes.to_numpy().astype(np.int64)
+        codes = s.cat.codes.to_numpy()
         uniques = np.asarray(s.cat.categories, dtype=object)
     else:
         codes, uniques = pd.factorize(s)
-        codes = np.asarray(codes, dtype=np.int64)
+        codes = np.asarray(codes)
         uniques = np.asarray(uniques, dtype=object)
     mapped = np.array([_key_str(u) for u in uniques], dtype=object)
     # Merge distinct raw values that read the same (1001 and "1001", "A" and "A ").
@@ -474,9 +513,10 @@ def _parse_keys(s: pd.Series) -> _Keys:
     if len(m_uniques) and m_uniques[0] == "":
         m_codes = m_codes - 1  # "" sorts first: it becomes -1, i.e. blank
         m_uniques = m_uniques[1:]
-    m_codes = np.asarray(m_codes, dtype=np.int64)
-    final = np.where(codes < 0, -1, m_codes[np.where(codes < 0, 0, codes)] if len(m_codes) else -1)
-    return _Keys(final.astype(np.int64), m_uniques, final < 0)
+    # Raw code -1 (missing) picks the appended -1.
+    table = np.append(np.asarray(m_codes, dtype=_index_dtype(len(m_uniques))), -1)
+    final = table[codes]
+    return _Keys(final, m_uniques, final < 0)
 
 
 @dataclass
@@ -484,7 +524,7 @@ class _Dates:
     values: np.ndarray  # datetime64[ns], floored to the day; NaT where blank or bad
     blank: np.ndarray
     bad: np.ndarray
-    serial: np.ndarray  # float: the Excel serial number where a cell holds one, else NaN
+    serial: np.ndarray | None  # float: the Excel serial number where a cell holds one, else NaN; None: none
     dayfirst_used: bool | None = None  # set when d/m/y text was read
     dayfirst_example: str | None = None
 
@@ -561,9 +601,11 @@ def _parse_dates(s: pd.Series, dayfirst: bool) -> _Dates:
     if pd.api.types.is_datetime64_any_dtype(dt):
         if getattr(dt, "tz", None) is not None:
             s = s.dt.tz_localize(None)
-        vals = s.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype("datetime64[ns]")
-        blank = np.isnat(vals)
-        return _Dates(vals, blank, np.zeros(n, bool), np.full(n, np.nan))
+        raw = s.to_numpy(dtype="datetime64[ns]")
+        vals = np.empty(n, dtype="datetime64[ns]")
+        for a in range(0, n, _CHUNK):
+            vals[a:a + _CHUNK] = raw[a:a + _CHUNK].astype("datetime64[D]")  # times of day are dropped
+        return _Dates(vals, np.isnat(vals), np.zeros(n, bool), None)
     codes, uniques = pd.factorize(s.astype(object) if not pd.api.types.is_numeric_dtype(dt) else s)
     u = np.asarray(uniques, dtype=object)
     uvals = np.full(len(u), np.datetime64("NaT"), dtype="datetime64[ns]")
@@ -613,19 +655,14 @@ def _parse_dates(s: pd.Series, dayfirst: bool) -> _Dates:
         good = ~np.isnat(parsed)
         uvals[idx[good]] = parsed[good]
         ustat[idx[good]] = _OK
+    uvals = uvals.astype("datetime64[D]").astype("datetime64[ns]")  # times of day are dropped
+    # Code -1 (missing) picks the appended last entry: one gather per array, no temporaries.
     codes = np.asarray(codes)
-    missing = codes < 0
-    safe = np.where(missing, 0, codes)
-    if len(u):
-        vals = np.where(missing, np.datetime64("NaT"), uvals[safe])
-        stat = np.where(missing, _BLANK, ustat[safe])
-        serial = np.where(missing, np.nan, userial[safe])
-    else:
-        vals = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
-        stat = np.full(n, _BLANK, dtype=np.int8)
-        serial = np.full(n, np.nan)
-    vals = vals.astype("datetime64[D]").astype("datetime64[ns]")  # times of day are dropped
-    return _Dates(vals, stat == _BLANK, stat == _BAD, serial, dayfirst_used, example)
+    vals = np.append(uvals, np.datetime64("NaT", "ns"))[codes]
+    blank = np.append(ustat == _BLANK, True)[codes]
+    bad = np.append(ustat == _BAD, False)[codes]
+    serial = np.append(userial, np.nan)[codes] if not np.isnan(userial).all() else None
+    return _Dates(vals, blank, bad, serial, dayfirst_used, example)
 
 
 def _date_issue(v: Any, serial: float, header: str) -> tuple[str, str]:
@@ -734,7 +771,8 @@ def _report_number_cells(rep: _Reporter, table: str, col: _Col, num: _Num, keep:
 def _report_date_cells(rep: _Reporter, table: str, col: _Col, d: _Dates, keep: np.ndarray,
                        rows: np.ndarray, raw: pd.Series) -> None:
     rep.rows(np.flatnonzero(d.bad & keep), table=table, column=col.header, rows=rows,
-             value_of=lambda i: raw.iloc[i], describe=lambda v, i: _date_issue(v, d.serial[i], col.header),
+             value_of=lambda i: raw.iloc[i],
+             describe=lambda v, i: _date_issue(v, math.nan if d.serial is None else d.serial[i], col.header),
              code="E105")
     rep.rows(np.flatnonzero(d.blank & keep), table=table, column=col.header, rows=rows,
              value_of=lambda i: None,
@@ -780,8 +818,7 @@ def _blank_mask(s: pd.Series) -> np.ndarray:
         return s.isna().to_numpy()
     codes, uniques = pd.factorize(s)
     ub = np.fromiter((_is_blank_scalar(u) for u in uniques), dtype=bool, count=len(uniques))
-    codes = np.asarray(codes)
-    return (codes < 0) | (ub[np.where(codes < 0, 0, codes)] if len(ub) else True)
+    return np.append(ub, True)[np.asarray(codes)]  # code -1 (missing) picks the appended True
 
 
 def _all_blank(masks: Iterable[np.ndarray], n: int) -> np.ndarray:

@@ -17,6 +17,7 @@ the Plan sheet can say "Temperature assumed (seasonal normal)":
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -46,7 +47,9 @@ def choose_method(panel: Panel, name: str, stats: RegressorStats, spec: FeatureS
     if ok.sum() < 10:
         return "last"
     resid = np.where(ok, hist - normal, np.nan)
-    centred = hist - np.nanmean(hist, axis=1, keepdims=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-blank rows count for nothing
+        centred = hist - np.nanmean(hist, axis=1, keepdims=True)
     tot = np.nansum(centred**2)
     r2 = 1.0 - np.nansum(resid**2) / tot if tot > 0 else 0.0
     return "seasonal" if r2 >= 0.5 else "drift"
@@ -87,8 +90,9 @@ def fill_future_regressors(
             normal = stats.normals[name].astype(np.float64)
             recent = slice(max(0, h - spec.year), h)
             anom = hist[:, recent] - normal[:, pos[recent]]
-            with np.errstate(invalid="ignore"):
-                shift = np.nanmean(np.where(np.isnan(anom), np.nan, anom), axis=1) if anom.size else 0.0
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                shift = np.nanmean(anom, axis=1) if anom.size else 0.0
             shift = np.nan_to_num(shift)
             fill = normal[:, pos[h:end]] + shift[:, None]
         else:  # drift
