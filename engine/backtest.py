@@ -185,6 +185,11 @@ def _score(forecasts: pd.DataFrame, scales: pd.DataFrame, quantiles) -> tuple[pd
         ev = ev.rename(columns={c: short + c for c in ev.columns})
         per = ev if per is None else per.join(ev, how="outer")
     overall["coverage_p10_p90"] = overall["model"].get("coverage_p10_p90")
+    # Calibration per quantile: the share of actuals at or below each forecast quantile
+    # (a calibrated P90 has about 0.90 of the actuals below it).
+    overall["calibration"] = {
+        c: _f((forecasts["y"] <= forecasts[c]).mean()) for c in (quantile_column(q) for q in sorted(quantiles))
+    }
     per = gate(per.reset_index())
     overall["n_series_baseline"] = int((per["model_used"] != MODEL_NAME).sum())
     return per, overall

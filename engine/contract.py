@@ -835,15 +835,20 @@ def _all_blank(masks: Iterable[np.ndarray], n: int) -> np.ndarray:
 
 @dataclass
 class _SalesState:
-    """Intermediate Sales arrays, restricted to valid rows and sorted by SKU, Location, Date."""
+    """Sales after the checks: the valid rows in SKU, Location, Date order.
+
+    Rows are not copied here: ``src`` gives each sorted row's position in the input and
+    ``qty`` / ``numeric`` are the parsed input columns (input order), so the rows are
+    gathered once, straight into the output frame, by :func:`_build_sales`.
+    """
 
     freq: str
     anchor: int | None
-    sid: np.ndarray  # series code per sorted row
-    period: np.ndarray
-    qty: np.ndarray
-    numeric: dict[str, np.ndarray]
-    rows: np.ndarray  # the planner's row numbers
+    src: np.ndarray  # per sorted row: its position in the input
+    sid: np.ndarray  # per sorted row: series code
+    period: np.ndarray  # per sorted row: period number
+    qty: np.ndarray  # per input row: Qty as parsed (NaN where blank or bad)
+    numeric: dict[str, np.ndarray]  # per input row: the numeric extra columns as parsed
     hist_last: np.ndarray  # per series: last period with a Qty (INT64_MIN if none)
     series_first_row: np.ndarray  # per series: smallest row number
     series_sku: np.ndarray
@@ -855,6 +860,35 @@ class _SalesState:
 
 
 _NO_PERIOD = np.iinfo(np.int64).min
+
+
+class _RowsOf:
+    """``rows[src[i]]`` on demand: the row numbers of sorted rows, without a sorted copy."""
+
+    def __init__(self, rows: np.ndarray, src: np.ndarray) -> None:
+        self.rows = rows
+        self.src = src
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.rows[self.src[i]]
+
+
+def _distinct_days(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The distinct valid dates, per chunk first (frequency inference only needs the distinct ones)."""
+    parts = [pd.unique(values[a:a + _CHUNK][valid[a:a + _CHUNK]]) for a in range(0, len(values), _CHUNK)]
+    return pd.unique(np.concatenate(parts)) if parts else values[:0]
+
+
+def _series_codes(combo: np.ndarray, n_combos: int) -> tuple[np.ndarray, np.ndarray]:
+    """Series code per row (rank of its SKU/Location combination) and the sorted combinations."""
+    if n_combos <= max(len(combo), 1 << 16):
+        # Few possible combinations: a presence table instead of hashing 10 million values.
+        seen = np.zeros(n_combos, dtype=bool)
+        seen[combo] = True
+        rank = np.cumsum(seen, dtype=_index_dtype(n_combos)) - 1
+        return rank[combo], np.flatnonzero(seen)
+    codes, uniques = pd.factorize(combo, sort=True)
+    return np.asarray(codes).astype(_index_dtype(len(uniques))), np.asarray(uniques, dtype=np.int64)
 
 
 def _check_sales(
@@ -872,7 +906,7 @@ def _check_sales(
     sku = _parse_keys(raw_sku)
     loc = _parse_keys(df.iloc[:, cols[S.LOCATION].pos]) if S.LOCATION in cols else None
     dates = _parse_dates(raw_date, dayfirst)
-    qty = _parse_numbers(raw_qty)
+    qty = _parse_numbers(raw_qty, as_float=False)
     ignored_text = {S.CATEGORY} & set(cols)
     for name in ignored_text:
         rep.add(table=table, column=cols[name].header, severity="warning", code="E102",
@@ -881,13 +915,15 @@ def _check_sales(
     # Extras are parsed before deciding which rows are blank; their bad cells are reported after.
     forced_f = {_fold(c) for c in forced}
     extra_nums = {
-        k: _parse_numbers(df.iloc[:, c.pos], flag=k in _FLAG_COLUMNS or _fold(c.header) in forced_f)
+        k: _parse_numbers(df.iloc[:, c.pos], flag=k in _FLAG_COLUMNS or _fold(c.header) in forced_f,
+                          as_float=False)
         for k, c in cols.items() if k not in (S.DATE, S.SKU, S.LOCATION, S.QTY) and k not in ignored_text
     }
     blank_masks = [sku.blank, dates.blank, qty.blank] + [m.blank for m in extra_nums.values()]
     if loc is not None:
         blank_masks.append(loc.blank)
     keep = ~_all_blank(blank_masks, n)
+    del blank_masks
     if not keep.any():
         rep.add(table=table, message="Sales has no data rows", fix="add one row per SKU, Location and period",
                 code="E109")
@@ -901,6 +937,7 @@ def _check_sales(
     _report_number_cells(rep, table, c_qty, qty, keep, rows, raw_qty)
     numeric = _extra_columns(table, df, cols, extra_nums, keep, rows, rep,
                              always_numeric=(*_SALES_NUMERIC, *forced))
+    del extra_nums
 
     # Frequency and grid -------------------------------------------------------------
     valid = keep & ~sku.blank & ~dates.blank & ~dates.bad
@@ -914,7 +951,7 @@ def _check_sales(
         else:
             if not valid.any():
                 return None
-            f = infer_freq(pd.DatetimeIndex(dates.values[valid]), table)
+            f = infer_freq(pd.DatetimeIndex(_distinct_days(dates.values, valid)), table)
     except InputError as e:
         # With unreadable dates, a failed inference is a consequence, not news.
         if freq is not None or not (dates.bad & keep).any():
@@ -925,69 +962,93 @@ def _check_sales(
              value_of=lambda i: dates.values[i],
              describe=lambda v, i: _grid_issue(v, f, anchor, c_date.header, table), code="E105")
     valid &= ~off
-    vidx = np.flatnonzero(valid)
-    if len(vidx) == 0:
+    del off
+    n_valid = int(valid.sum())
+    if n_valid == 0:
         return None
+    ix = _index_dtype(n)
+    vidx = None if n_valid == n else np.flatnonzero(valid).astype(ix)  # None: every row
 
     # Series and sort order ------------------------------------------------------------
-    period = to_period(aligned[vidx], f)
-    sku_c = sku.codes[vidx]
+    period = np.empty(n_valid, dtype=np.int64)
+    for a in range(0, n_valid, _CHUNK):
+        part = aligned[a:a + _CHUNK] if vidx is None else aligned[vidx[a:a + _CHUNK]]
+        period[a:a + _CHUNK] = to_period(part, f)
+    del aligned, dates  # the datetime column is the largest array of the checks
     if loc is not None:
         n_loc = len(loc.uniques) + 1
-        loc_c = loc.codes[vidx] + 1  # blank Location (-1) is its own value, sorting first
         loc_table = np.append(np.array([""], dtype=object), loc.uniques).astype(object)
     else:
         n_loc = 1
-        loc_c = np.zeros(len(vidx), dtype=np.int64)
         loc_table = np.array([""], dtype=object)
-    sid, sid_uniques = pd.factorize(sku_c * n_loc + loc_c, sort=True)
-    sid = np.asarray(sid, dtype=np.int64)
-    n_series = len(sid_uniques)
-    series_sku = sku.uniques[np.asarray(sid_uniques) // n_loc]
-    series_loc = loc_table[np.asarray(sid_uniques) % n_loc]
+    # Combination code sku * n_loc + location + 1 (blank Location, -1, is its own value, sorting first)
+    combo = (sku.codes if vidx is None else _take(sku.codes, vidx)).astype(np.int64)
+    if loc is not None:
+        combo *= n_loc
+        combo += loc.codes if vidx is None else _take(loc.codes, vidx)
+        combo += 1
+    sid, combos = _series_codes(combo, len(sku.uniques) * n_loc)
+    del combo
+    n_series = len(combos)
+    series_sku = sku.uniques[combos // n_loc]
+    series_loc = loc_table[combos % n_loc]
+    # Series with a row left out (unreadable or off-grid date): their gaps are not news (below).
+    left_out = np.flatnonzero(keep & ~sku.blank & ~valid)
+    left_out_combos = sku.codes[left_out].astype(np.int64) * n_loc
+    if loc is not None:
+        left_out_combos += loc.codes[left_out].astype(np.int64) + 1
+    del left_out, keep, valid, sku, loc  # key codes per input row are no longer needed
+
     pmin = int(period.min())
     span = int(period.max()) - pmin + 1
-    key = sid * span + (period - pmin)
-    if len(key) > 1 and not bool((np.diff(key) >= 0).all()):
+    key = sid.astype(np.int64)
+    key *= span
+    key += period
+    key -= pmin
+    del period
+    if n_valid > 1 and not bool((key[1:] >= key[:-1]).all()):
         order = np.argsort(key, kind="stable")
+        key = key[order]
+        sid = _take(sid, order)
+        src = order.astype(ix) if vidx is None else _take(vidx, order)
+        del order
     else:
-        order = np.arange(len(key))
-    src = vidx[order]  # original positions, sorted
-    key_s = key[order]
-    sid_s = sid[order]
-    per_s = period[order]
-    rows_s = rows[src]
-    qty_s = qty.values[src]
-    present_s = ~qty.blank[src]  # a bad Qty is still a row with a quantity (reported above)
+        src = np.arange(n, dtype=ix) if vidx is None else vidx
+    del vidx
+    sid_s = sid
+    dup = np.flatnonzero(key[1:] == key[:-1]) + 1
+    per_s = key  # key -> period number, in place: key % span == period - pmin
+    np.remainder(per_s, span, out=per_s)
+    per_s += pmin
+    del key
+    rows_s = _RowsOf(rows, src)
+
+    def _day_of(i: int) -> np.datetime64:
+        return from_period(np.array([per_s[i]]), f, anchor).values[0]
 
     # Duplicates
-    dup = np.flatnonzero(key_s[1:] == key_s[:-1]) + 1
     if len(dup):
         def _dup_issue(v: Any, i: int) -> tuple[str, str]:
-            where = f"SKU {sku.uniques[sku.codes[src[i]]]}"
-            if loc is not None and series_loc[sid_s[i]]:
+            where = f"SKU {series_sku[sid_s[i]]}"
+            if loc_table.size > 1 and series_loc[sid_s[i]]:
                 where += f" at {series_loc[sid_s[i]]}"
             return (f"duplicate row: {where} on {_day_str(v)} is also on row {int(rows_s[i - 1])}",
                     "keep one row per SKU, Location and period (add the quantities up if both are real)")
-        rep.rows(dup, table=table, column=c_date.header, rows=rows_s, value_of=lambda i: aligned[src[i]],
+        rep.rows(dup, table=table, column=c_date.header, rows=rows_s, value_of=_day_of,
                  describe=_dup_issue, code="E103")
 
     # History end per series and plan rows
-    hist_last = np.full(n_series, _NO_PERIOD, dtype=np.int64)
-    pres_idx = np.flatnonzero(present_s)
-    if len(pres_idx):
-        ps = sid_s[pres_idx]
-        last_of_group = np.flatnonzero(np.append(ps[1:] != ps[:-1], True))
-        hist_last[ps[last_of_group]] = per_s[pres_idx[last_of_group]]
-    row_hist_last = hist_last[sid_s]
+    present_s = ~_take(qty.blank, src)  # a bad Qty is still a row with a quantity (reported above)
+    group_start = np.flatnonzero(np.append(True, sid_s[1:] != sid_s[:-1]))  # every series has rows
+    hist_last = np.maximum.reduceat(np.where(present_s, per_s, _NO_PERIOD), group_start)
+    row_hist_last = np.repeat(hist_last, np.diff(np.append(group_start, len(sid_s))))
     blank_hist = np.flatnonzero(~present_s & (per_s <= row_hist_last))
     rep.rows(blank_hist, table=table, column=c_qty.header, rows=rows_s, value_of=lambda i: None,
              describe=lambda v, i: (f"{c_qty.header} is blank in a past period (before the series' last sale)",
                                     "enter 0 if nothing sold; blank quantities are only allowed in future "
                                     "plan rows after a series' last sale"),
              code="E102")
-    group_start = np.flatnonzero(np.append(True, sid_s[1:] != sid_s[:-1]))
-    series_first_row = np.minimum.reduceat(rows_s, group_start) if len(rows_s) else np.empty(0, np.int64)
+    series_first_row = np.minimum.reduceat(_take(rows, src), group_start)
 
     def _series_name(k: int) -> str:
         name = f"SKU {series_sku[k]}"
@@ -1007,6 +1068,7 @@ def _check_sales(
         global_last = int(hist_last.max())
         early = ~present_s & (per_s > row_hist_last) & (per_s <= global_last) & (row_hist_last != _NO_PERIOD)
         early_pos = np.flatnonzero(early)
+        del early
         if len(early_pos):
             # one warning per series: its first early plan row
             e_sid = sid_s[early_pos]
@@ -1016,25 +1078,26 @@ def _check_sales(
                      value_of=lambda i: None,
                      describe=lambda v, i: (
                          f"{_series_name(int(sid_s[i]))} has blank {c_qty.header} from "
-                         f"{_day_str(aligned[src[i]])} while other series have sales until {last_day}; "
+                         f"{_day_str(_day_of(i))} while other series have sales until {last_day}; "
                          "these rows are treated as future plan rows",
                          "enter 0 for past periods without sales"),
                      code="E102", severity="warning")
+    del present_s
 
     # Gaps inside each series' history
     gap_prev = np.empty(0, dtype=np.int64)
     if len(per_s) > 1:
-        step = per_s[1:] - per_s[:-1]
         same = sid_s[1:] == sid_s[:-1]
-        gap_prev = np.flatnonzero(same & (step > 1) & (per_s[1:] <= row_hist_last[1:]))
-    if len(gap_prev):
+        same &= per_s[1:] - per_s[:-1] > 1
+        same &= per_s[1:] <= row_hist_last[1:]
+        gap_prev = np.flatnonzero(same)
+        del same
+    del row_hist_last
+    if len(gap_prev) and len(left_out_combos):
         # A series with a row left out (unreadable or off-grid date) has a gap because of it:
         # that row is already reported, so no gap problem for the series.
-        left_out = np.flatnonzero(keep & ~sku.blank & ~valid)
-        if len(left_out):
-            lo_loc = loc.codes[left_out] + 1 if loc is not None else 0
-            hit = np.isin(np.asarray(sid_uniques), sku.codes[left_out] * n_loc + lo_loc)
-            gap_prev = gap_prev[~hit[sid_s[gap_prev]]]
+        hit = np.isin(combos, left_out_combos)
+        gap_prev = gap_prev[~hit[sid_s[gap_prev]]]
     if len(gap_prev):
         missing = (per_s[gap_prev + 1] - per_s[gap_prev] - 1).astype(np.int64)
         g_sid = sid_s[gap_prev]
@@ -1058,8 +1121,9 @@ def _check_sales(
                     fix="nothing to do if no sales were recorded then; otherwise add the missing rows")
 
     # Negative quantities are returns: accepted, but shown
-    neg = np.flatnonzero(qty_s < 0)
-    rep.rows(neg, table=table, column=c_qty.header, rows=rows_s, value_of=lambda i: qty_s[i],
+    neg = np.flatnonzero(_take(qty.values < 0, src))
+    rep.rows(neg, table=table, column=c_qty.header, rows=rows_s,
+             value_of=lambda i: np.float64(qty.values[src[i]]),
              describe=lambda v, i: (f"negative {c_qty.header} (a return?)",
                                     "nothing to do if these are returns; otherwise correct the quantity"),
              code="E102", severity="warning")
@@ -1067,41 +1131,59 @@ def _check_sales(
     regressors = [k for k in (S.PRICE, S.PROMO) if k in numeric]
     regressors += [k for k in numeric if k not in (S.PRICE, S.PROMO, S.ONHAND)]
     return _SalesState(
-        freq=f, anchor=anchor, sid=sid_s, period=per_s,
-        qty=qty_s, numeric={k: num.values[src] for k, (_, num) in numeric.items()}, rows=rows_s,
+        freq=f, anchor=anchor, src=src, sid=sid_s, period=per_s,
+        qty=qty.values, numeric={k: num.values for k, (_, num) in numeric.items()},
         hist_last=hist_last, series_first_row=series_first_row, series_sku=series_sku,
-        series_loc=series_loc, has_location=loc is not None, gap_prev=gap_prev, regressors=regressors,
-        sku_header=c_sku.header,
+        series_loc=series_loc, has_location=loc_table.size > 1 or S.LOCATION in cols, gap_prev=gap_prev,
+        regressors=regressors, sku_header=c_sku.header,
     )
 
 
 def _build_sales(st: _SalesState, fill_gaps: bool) -> pd.DataFrame:
-    sid, per, qty = st.sid, st.period, st.qty
-    numeric = st.numeric
+    """The canonical Sales frame, one block per dtype, filled in place (no whole-frame copies).
+
+    Takes the per-row arrays out of ``st`` and frees each once its columns are built, so the
+    peak is about the output frame plus one index array.
+    """
+    src, sid, per = st.src, st.sid, st.period
+    st.src = st.sid = st.period = np.empty(0, dtype=np.int64)  # released: the frame holds the data now
+    filled = None
     if fill_gaps and len(st.gap_prev):
         g = st.gap_prev
         starts = per[g] + 1
         lens = per[g + 1] - per[g] - 1
         total = int(lens.sum())
         offs = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-        new_per = np.repeat(starts, lens) + offs
-        new_sid = np.repeat(sid[g], lens)
-        sid = np.concatenate([sid, new_sid])
-        per = np.concatenate([per, new_per])
-        qty = np.concatenate([qty, np.zeros(total)])
-        numeric = {k: np.concatenate([v, np.full(total, np.nan)]) for k, v in numeric.items()}
-        order = np.lexsort((per, sid))
-        sid, per, qty = sid[order], per[order], qty[order]
-        numeric = {k: v[order] for k, v in numeric.items()}
-    data: dict[str, Any] = {
-        S.DATE: from_period(per, st.freq, st.anchor),
-        S.SKU: st.series_sku[sid],
-        S.LOCATION: st.series_loc[sid],
-        S.QTY: qty.astype("float64"),
-    }
-    for k, v in numeric.items():
-        data[k] = v.astype("float64")
-    return pd.DataFrame(data)
+        # New rows go between the rows around each gap, which keeps the SKU, Location, Date order.
+        at = np.repeat(g + 1, lens)
+        per = np.insert(per, at, np.repeat(starts, lens) + offs)
+        sid = np.insert(sid, at, np.repeat(sid[g], lens))
+        src = np.insert(src, at, 0)  # a placeholder: the values of new rows are set below
+        filled = at + np.arange(total)
+    n = len(per)
+    dates = np.empty(n, dtype="datetime64[ns]")
+    for a in range(0, n, _CHUNK):
+        dates[a:a + _CHUNK] = from_period(per[a:a + _CHUNK], st.freq, st.anchor).values
+    del per
+    keys = np.empty((2, n), dtype=object)  # SKU and Location share the strings of the series names
+    for a in range(0, n, _CHUNK):
+        part = sid[a:a + _CHUNK]
+        keys[0, a:a + _CHUNK] = st.series_sku[part]
+        keys[1, a:a + _CHUNK] = st.series_loc[part]
+    del sid
+    names = [S.QTY, *st.numeric]
+    nums = np.empty((len(names), n), dtype="float64")
+    for j, values in enumerate([st.qty, *st.numeric.values()]):
+        _take(values, src, out=nums[j])
+        if filled is not None:
+            nums[j, filled] = 0.0 if j == 0 else np.nan  # Qty 0, unknown drivers
+    del src
+    return pd.concat(
+        [pd.DataFrame({S.DATE: dates}, copy=False),
+         pd.DataFrame(keys.T, columns=[S.SKU, S.LOCATION], dtype=object, copy=False),
+         pd.DataFrame(nums.T, columns=names, copy=False)],
+        axis=1, copy=False,
+    )
 
 
 # --------------------------------------------------------------------------------------

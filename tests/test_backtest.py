@@ -45,6 +45,9 @@ def test_overall_has_model_and_baselines(result):
     for method in ("model", "seasonal_naive", "moving_average"):
         assert set(o[method]) >= {"wape", "mase", "bias", "pinball"}
     assert 0 <= o["coverage_p10_p90"] <= 1
+    cal = o["calibration"]
+    assert list(cal) == ["P10", "P50", "P90"] and cal["P10"] < cal["P50"] < cal["P90"]
+    assert 0.0 < cal["P10"] < 0.3 and 0.7 < cal["P90"] < 1.0
     assert o["windows"] == 3 and o["horizon"] == 8 and o["n_series"] == 16
     assert o["model"]["wape"] < o["seasonal_naive"]["wape"]
 
