@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import date as _date, datetime as _datetime
 from os import PathLike
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -217,6 +217,33 @@ def _take(values: np.ndarray, idx: np.ndarray, out: np.ndarray | None = None) ->
 # --------------------------------------------------------------------------------------
 
 
+class _RowLookup(Protocol):
+    """The planner's row number of each position: an int64 array, or computed on demand."""
+
+    def __getitem__(self, i: Any) -> Any: ...
+
+
+class _RowNumbers:
+    """Row numbers ``offset + position``, computed on demand instead of held as an array."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+    def __getitem__(self, i: Any) -> Any:
+        return np.asarray(i, dtype=np.int64) + self.offset
+
+
+class _RowsOf:
+    """``rows[src[i]]`` on demand: the row numbers of reordered rows, without a reordered copy."""
+
+    def __init__(self, rows: _RowLookup, src: np.ndarray) -> None:
+        self.rows = rows
+        self.src = src
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.rows[self.src[i]]
+
+
 class _Reporter:
     """Adds problems to a collector, at most ``cap`` per (table, column, severity).
 
@@ -238,7 +265,7 @@ class _Reporter:
         *,
         table: str,
         column: str | None,
-        rows: np.ndarray,
+        rows: _RowLookup,
         value_of: Callable[[int], Any],
         describe: Callable[[Any, int], tuple[str, str]],
         code: str,
@@ -513,8 +540,9 @@ def _parse_keys(s: pd.Series) -> _Keys:
     if len(m_uniques) and m_uniques[0] == "":
         m_codes = m_codes - 1  # "" sorts first: it becomes -1, i.e. blank
         m_uniques = m_uniques[1:]
-    # Raw code -1 (missing) picks the appended -1.
-    table = np.append(np.asarray(m_codes, dtype=_index_dtype(len(m_uniques))), -1)
+    # Raw code -1 (missing) picks the appended -1 (np.append would upcast to int64).
+    itype = _index_dtype(len(m_uniques))
+    table = np.concatenate([np.asarray(m_codes, dtype=itype), np.array([-1], dtype=itype)])
     final = table[codes]
     return _Keys(final, m_uniques, final < 0)
 
@@ -762,14 +790,14 @@ def _numeric_or_text(num: _Num, keep: np.ndarray) -> str:
 
 
 def _report_number_cells(rep: _Reporter, table: str, col: _Col, num: _Num, keep: np.ndarray,
-                         rows: np.ndarray, raw: pd.Series) -> None:
+                         rows: _RowLookup, raw: pd.Series) -> None:
     rep.rows(np.flatnonzero(num.bad & keep), table=table, column=col.header, rows=rows,
              value_of=lambda i: raw.iloc[i], describe=lambda v, i: _number_issue(v, col.header),
              code="E102")
 
 
 def _report_date_cells(rep: _Reporter, table: str, col: _Col, d: _Dates, keep: np.ndarray,
-                       rows: np.ndarray, raw: pd.Series) -> None:
+                       rows: _RowLookup, raw: pd.Series) -> None:
     rep.rows(np.flatnonzero(d.bad & keep), table=table, column=col.header, rows=rows,
              value_of=lambda i: raw.iloc[i],
              describe=lambda v, i: _date_issue(v, math.nan if d.serial is None else d.serial[i], col.header),
@@ -787,7 +815,7 @@ def _report_date_cells(rep: _Reporter, table: str, col: _Col, d: _Dates, keep: n
 
 def _extra_columns(
     table: str, df: pd.DataFrame, cols: Mapping[str, _Col], nums: Mapping[str, _Num], keep: np.ndarray,
-    rows: np.ndarray, rep: _Reporter, *, always_numeric: Iterable[str],
+    rows: _RowLookup, rep: _Reporter, *, always_numeric: Iterable[str],
 ) -> dict[str, tuple[_Col, _Num]]:
     """Keep the numeric extra columns (bad cells reported); drop mostly-text ones with a warning."""
     always = {_fold(c) for c in always_numeric}
@@ -862,17 +890,6 @@ class _SalesState:
 _NO_PERIOD = np.iinfo(np.int64).min
 
 
-class _RowsOf:
-    """``rows[src[i]]`` on demand: the row numbers of sorted rows, without a sorted copy."""
-
-    def __init__(self, rows: np.ndarray, src: np.ndarray) -> None:
-        self.rows = rows
-        self.src = src
-
-    def __getitem__(self, i: Any) -> Any:
-        return self.rows[self.src[i]]
-
-
 def _distinct_days(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """The distinct valid dates, per chunk first (frequency inference only needs the distinct ones)."""
     parts = [pd.unique(values[a:a + _CHUNK][valid[a:a + _CHUNK]]) for a in range(0, len(values), _CHUNK)]
@@ -892,7 +909,7 @@ def _series_codes(combo: np.ndarray, n_combos: int) -> tuple[np.ndarray, np.ndar
 
 
 def _check_sales(
-    df: pd.DataFrame, rows: np.ndarray, rep: _Reporter, *, freq: str | None, column_map: Mapping[str, str] | None,
+    df: pd.DataFrame, rows: _RowLookup, rep: _Reporter, *, freq: str | None, column_map: Mapping[str, str] | None,
     gaps: str, dayfirst: bool, forced: Sequence[str],
 ) -> _SalesState | None:
     table = "Sales"
@@ -975,6 +992,7 @@ def _check_sales(
         part = aligned[a:a + _CHUNK] if vidx is None else aligned[vidx[a:a + _CHUNK]]
         period[a:a + _CHUNK] = to_period(part, f)
     del aligned, dates  # the datetime column is the largest array of the checks
+    has_location = loc is not None
     if loc is not None:
         n_loc = len(loc.uniques) + 1
         loc_table = np.append(np.array([""], dtype=object), loc.uniques).astype(object)
@@ -1030,7 +1048,7 @@ def _check_sales(
     if len(dup):
         def _dup_issue(v: Any, i: int) -> tuple[str, str]:
             where = f"SKU {series_sku[sid_s[i]]}"
-            if loc_table.size > 1 and series_loc[sid_s[i]]:
+            if has_location and series_loc[sid_s[i]]:
                 where += f" at {series_loc[sid_s[i]]}"
             return (f"duplicate row: {where} on {_day_str(v)} is also on row {int(rows_s[i - 1])}",
                     "keep one row per SKU, Location and period (add the quantities up if both are real)")
@@ -1048,7 +1066,7 @@ def _check_sales(
                                     "enter 0 if nothing sold; blank quantities are only allowed in future "
                                     "plan rows after a series' last sale"),
              code="E102")
-    series_first_row = np.minimum.reduceat(_take(rows, src), group_start)
+    series_first_row = np.minimum.reduceat(rows[src], group_start)
 
     def _series_name(k: int) -> str:
         name = f"SKU {series_sku[k]}"
@@ -1134,7 +1152,7 @@ def _check_sales(
         freq=f, anchor=anchor, src=src, sid=sid_s, period=per_s,
         qty=qty.values, numeric={k: num.values for k, (_, num) in numeric.items()},
         hist_last=hist_last, series_first_row=series_first_row, series_sku=series_sku,
-        series_loc=series_loc, has_location=loc_table.size > 1 or S.LOCATION in cols, gap_prev=gap_prev,
+        series_loc=series_loc, has_location=has_location, gap_prev=gap_prev,
         regressors=regressors, sku_header=c_sku.header,
     )
 
@@ -1199,7 +1217,7 @@ class _ItemsState:
     has_location: bool
 
 
-def _check_items(df: pd.DataFrame, rows: np.ndarray, rep: _Reporter,
+def _check_items(df: pd.DataFrame, rows: _RowLookup, rep: _Reporter,
                  column_map: Mapping[str, str] | None) -> _ItemsState | None:
     table = "Items"
     cols = _match_headers(df, table, S.ITEMS_REQUIRED, (S.SKU, *S.ITEMS_OPTIONAL), column_map, rep)
@@ -1312,7 +1330,7 @@ def _check_sales_in_items(st: _SalesState, items: _ItemsState, rep: _Reporter) -
 
 
 def _check_drivers(
-    df: pd.DataFrame, rows: np.ndarray, rep: _Reporter, *, st: _SalesState | None, sales_columns: set[str],
+    df: pd.DataFrame, rows: _RowLookup, rep: _Reporter, *, st: _SalesState | None, sales_columns: set[str],
     column_map: Mapping[str, str] | None, dayfirst: bool,
 ) -> tuple[pd.DataFrame | None, list[str]]:
     table = "Drivers"
@@ -1423,9 +1441,8 @@ def _check_drivers(
 # --------------------------------------------------------------------------------------
 
 
-def _row_numbers(n: int, table: str, row_offsets: Mapping[str, int] | None) -> np.ndarray:
-    offset = (row_offsets or {}).get(table, 2)
-    return np.arange(n, dtype=np.int64) + int(offset)
+def _row_numbers(table: str, row_offsets: Mapping[str, int] | None) -> _RowNumbers:
+    return _RowNumbers(int((row_offsets or {}).get(table, 2)))
 
 
 def validate(
@@ -1480,12 +1497,12 @@ def _validate(
         pc.add(table="Sales", message="the Sales table is missing", code="E101",
                fix="add a table named Sales with columns Date, SKU and Qty")
         pc.raise_if_errors("Cannot read the planning data")
-    rows = sales_rows if sales_rows is not None else _row_numbers(len(sales), "Sales", row_offsets)
+    rows = sales_rows if sales_rows is not None else _row_numbers("Sales", row_offsets)
     st = _check_sales(sales, rows, rep, freq=freq, column_map=column_map, gaps=gaps, dayfirst=dayfirst,
                       forced=forced_numeric)
     items_st = None
     if items is not None:
-        items_st = _check_items(items, _row_numbers(len(items), "Items", row_offsets), rep, column_map)
+        items_st = _check_items(items, _row_numbers("Items", row_offsets), rep, column_map)
     if st is not None and items_st is not None:
         _check_sales_in_items(st, items_st, rep)
     drivers_frame, driver_columns = None, []
@@ -1494,7 +1511,7 @@ def _validate(
         if st is not None:
             sales_cols |= set(st.regressors)
         drivers_frame, driver_columns = _check_drivers(
-            drivers, _row_numbers(len(drivers), "Drivers", row_offsets), rep, st=st, sales_columns=sales_cols,
+            drivers, _row_numbers("Drivers", row_offsets), rep, st=st, sales_columns=sales_cols,
             column_map=column_map, dayfirst=dayfirst)
     if st is None and not pc.errors:
         # Sales could not be read but no error says why (e.g. no valid dates at all).

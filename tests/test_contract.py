@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -312,6 +313,72 @@ def test_fully_blank_rows_are_skipped():
     raw = _sales().astype(object)
     raw.loc[12] = [None, "  ", np.nan]  # an empty last row of an Excel table
     assert len(validate(raw).sales) == 12
+
+
+
+def test_narrow_and_nullable_number_columns_come_out_as_float64_with_their_values():
+    raw = _sales(Price=np.full(12, 2.5, dtype=np.float32), Promo=np.tile([0, 1], 6).astype(np.int8),
+                 OnHand=pd.array([5, None] * 6, dtype="Int64"))
+    raw["Qty"] = raw["Qty"].astype(np.float32)
+    raw.loc[1, "Qty"] = -1.1  # float32: shown as the float the engine uses
+    raw = raw.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    pdata = validate(raw)
+    s = pdata.sales
+    assert list(s.columns) == ["Date", "SKU", "Location", "Qty", "Price", "Promo", "OnHand"]
+    assert all(s[c].dtype == "float64" for c in ["Qty", "Price", "Promo", "OnHand"])
+    assert s["Price"].eq(2.5).all() and s["Promo"].tolist() == [0.0, 1.0] * 6
+    assert s["OnHand"].isna().tolist() == [False, True] * 6
+    neg = _one(pdata.warnings, code="E102")
+    assert neg.row == 2 + int(np.flatnonzero(raw["Qty"] < 0)[0]) and neg.value == float(np.float32(-1.1))
+
+
+def test_gaps_filled_in_shuffled_input_stay_in_series_and_date_order():
+    raw = _sales(n_days=8, skus=("A", "B"), Price=[2.0] * 16)
+    raw["Location"] = "L1"
+    raw = pd.concat([raw, raw.assign(Location="L2", Qty=raw["Qty"] + 100)], ignore_index=True)
+    raw = raw.drop(index=[2, 3, 12, 21]).sample(frac=1.0, random_state=3)  # A@L1, B@L1, A@L2
+    s = validate(raw, gaps="zero").sales
+    assert len(s) == 32
+    assert s[["SKU", "Location", "Date"]].equals(s.sort_values(["SKU", "Location", "Date"])[["SKU", "Location", "Date"]])
+    filled = s[s["Price"].isna()]
+    assert filled["Qty"].eq(0.0).all() and len(filled) == 4
+    assert filled[["SKU", "Location"]].apply(tuple, axis=1).tolist() == [("A", "L1")] * 2 + [("A", "L2"), ("B", "L1")]
+
+
+def test_problems_in_shuffled_input_name_the_planners_rows():
+    raw = _sales(n_days=8).sample(frac=1.0, random_state=4).reset_index(drop=True)
+    pos_neg = int(np.flatnonzero((raw["SKU"] == "B") & (raw["Date"] == "2024-01-03"))[0])
+    raw.loc[pos_neg, "Qty"] = -5.0
+    raw = pd.concat([raw, raw.iloc[[pos_neg]]], ignore_index=True)  # the same row again, at the end
+    err = _refused(raw, row_offsets={"Sales": 10})
+    dup = _one(_errors(err), code="E103")
+    assert dup.row == 10 + len(raw) - 1 and f"row {10 + pos_neg}" in dup.message and "2024-01-03" in dup.message
+    negs = [p for p in err.problems if "negative" in p.message]
+    assert sorted(p.row for p in negs) == [10 + pos_neg, 10 + len(raw) - 1]
+
+
+def test_validating_a_large_sales_table_needs_little_more_memory_than_its_result():
+    n_series, n_days = 200, 1000  # 200 000 rows, in reverse order so they must be sorted
+    rng = np.random.default_rng(0)
+    raw = pd.DataFrame({
+        "Date": np.tile(pd.date_range("2020-01-01", periods=n_days).values, n_series),
+        "SKU": pd.Categorical(np.repeat([f"S{i % 50:03d}" for i in range(n_series)], n_days)),
+        "Location": pd.Categorical(np.repeat([f"L{i // 50}" for i in range(n_series)], n_days)),
+        "Qty": rng.poisson(3.0, n_series * n_days).astype(float),
+        "Price": np.full(n_series * n_days, 2.5, dtype=np.float32),
+        "Promo": (rng.random(n_series * n_days) < 0.1).astype(np.int8),
+    }).iloc[::-1].reset_index(drop=True)
+    tracemalloc.start()
+    try:
+        pdata = validate(raw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    result = pdata.sales.memory_usage(index=False).sum()
+    assert len(pdata.sales) == len(raw) and pdata.n_series == n_series
+    # The result itself counts once; per-row copies of the input (object keys, float64
+    # copies, a sorted copy of the frame) would each add most of it again.
+    assert peak < 2.5 * result, f"validate peaked at {peak / result:.2f} times the size of its result"
 
 
 # ---------------------------------------------------------------- items
