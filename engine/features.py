@@ -203,9 +203,9 @@ def build_panel(
         sk = pd.Index(sku_names).get_indexer(keys[S.SKU].astype(str))
         lk = pd.Index(loc_names).get_indexer(keys[S.LOCATION].astype(str))
         uniq = np.where((sk >= 0) & (lk >= 0), sk.astype(np.int64) * (len(loc_names) + 1) + lk, -1)
-    lookup = pd.Series(np.arange(len(keys)), index=uniq)
-    lookup = lookup[lookup.index >= 0]
-    sid = lookup.reindex(row_key).fillna(-1).to_numpy(np.int64)
+    missing = uniq < 0  # requested series absent from the data: give them unmatchable keys
+    uniq = np.where(missing, -(1 << 40) - np.arange(len(uniq)), uniq)
+    sid = pd.Index(uniq).get_indexer(row_key)  # -1: a row of a series not in `keys`
     keep = sid >= 0
     p0 = int(per[keep & has_qty].min()) if (keep & has_qty).any() else last_hist
     n_hist = last_hist - p0 + 1

@@ -215,6 +215,7 @@ class DemandForecaster:
             for h in range(H):
                 ok = ~np.isnan(r[:, h]) & ~cens[:, h]
                 residuals[h].append(r[ok, h])
+            del sub, pred  # free the window's copy before the next (or the final) fit
             emit(progress, "train", self.calibration_windows - w + 1, steps, f"calibration window {w}")
         self.calibration_ = _Calibration([np.concatenate(r) if r else np.zeros(0) for r in residuals])
 
@@ -329,7 +330,7 @@ class DemandForecaster:
         zi = z[:, :h]
         i, t = np.nonzero(~np.isnan(zi))
         keep = t > panel.start[i]
-        i, t = i[keep], t[keep]
+        i, t = i[keep].astype(np.int32), t[keep].astype(np.int32)  # halves millions of row indices
         if len(i) == 0:
             raise InputError("No usable history to train on (every period is blank or a stock-out).", code="E109")
         if self.max_train_rows and len(i) > self.max_train_rows:
@@ -369,7 +370,10 @@ class DemandForecaster:
                          params={"max_bin": self.max_bin, "verbosity": -1,
                                  "num_threads": self._lgb_params(len(i))["num_threads"]})
         ds.construct()
-        boosters = [lgb.train(self._lgb_params(len(i)), ds, num_boost_round=self.n_estimators)]
+        n_rows = len(i)
+        # Only the binned Dataset is needed from here on: free the matrices and sums.
+        del rows, cums, z, zh, zi, i, t, target, w
+        boosters = [lgb.train(self._lgb_params(n_rows), ds, num_boost_round=self.n_estimators)]
         del ds
         return boosters, scale, stats
 
