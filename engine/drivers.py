@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from .features import FeatureSpec, Panel, RegressorStats, column_calendar
+from .features import FeatureSpec, Panel, RegressorStats, column_calendar, seasonal_r2
 
 __all__ = ["fill_future_regressors", "choose_method"]
 
@@ -47,12 +47,7 @@ def choose_method(panel: Panel, name: str, stats: RegressorStats, spec: FeatureS
     if ok.sum() < 10:
         return "last"
     resid = np.where(ok, hist - normal, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-blank rows count for nothing
-        centred = hist - np.nanmean(hist, axis=1, keepdims=True)
-    tot = np.nansum(centred**2)
-    r2 = 1.0 - np.nansum(resid**2) / tot if tot > 0 else 0.0
-    return "seasonal" if r2 >= 0.5 else "drift"
+    return "seasonal" if seasonal_r2(hist, resid) >= 0.5 else "drift"
 
 
 def fill_future_regressors(

@@ -464,16 +464,16 @@ def regressor_stats(panel: Panel) -> RegressorStats:
         normals[name] = normal.astype(np.float32)
         resid = hist - normal[:, cols]
         sens[name] = _row_corr(z, resid).astype(np.float32)
-        if kinds[name] == "numeric" and h >= 2 * n_pos and _seasonal_r2(hist, resid) >= 0.5:
+        if kinds[name] == "numeric" and h >= 2 * n_pos and seasonal_r2(hist, resid) >= 0.5:
             # Weather-like: the level is mostly the season, which lags and the calendar
             # already carry; a level feature would let the model read heat as "summer".
             kinds[name] = "seasonal"
         elif kinds[name] == "numeric" and _trend_strength(hist) >= 0.8:
             # CPI-like: what moves demand is the rate of change (inflation), not the level.
             kinds[name] = "trend"
-            cols_all = np.arange(h)
-            year = spec_year(panel.freq)
-            yoy = _yoy(hist, np.repeat(np.arange(panel.n), h), np.tile(cols_all, panel.n), year).reshape(panel.n, h)
+            year = default_spec(panel.freq).year
+            # broadcast (n, 1) x (1, h) indices: the whole matrix without index copies
+            yoy = _yoy(hist, np.arange(panel.n)[:, None], np.arange(h)[None, :], year)
             # Year-over-year *changes* of demand against changes of the driver's rate: a
             # growing SKU is not "inflation-loving" just because CPI also grew.
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -489,10 +489,6 @@ def regressor_stats(panel: Panel) -> RegressorStats:
     return RegressorStats(normals=normals, price_ref=price_ref, kinds=kinds, sensitivity=sens)
 
 
-def spec_year(freq: str) -> int:
-    return default_spec(freq).year
-
-
 def _trend_strength(hist: np.ndarray) -> float:
     """Median over series of |corr(value, time)|: near 1 for CPI-like drivers."""
     t = np.broadcast_to(np.arange(hist.shape[1], dtype=np.float64), hist.shape)
@@ -501,7 +497,7 @@ def _trend_strength(hist: np.ndarray) -> float:
     return float(np.median(np.abs(r))) if r.size else 0.0
 
 
-def _seasonal_r2(hist: np.ndarray, resid: np.ndarray) -> float:
+def seasonal_r2(hist: np.ndarray, resid: np.ndarray) -> float:
     """Share of a regressor's variance explained by its seasonal normal."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-blank rows: no contribution
@@ -792,7 +788,3 @@ def seasonal_mae_scale(panel: Panel, m: int) -> np.ndarray:
             naive = np.nanmean(d1, axis=1)
         out = np.where(np.isfinite(out) & (out > 0), out, naive)
     return out
-
-
-def season_of(freq: str) -> int:
-    return season_length(freq)

@@ -220,7 +220,8 @@ class DemandForecaster:
         self.calibration_ = _Calibration([np.concatenate(r) if r else np.zeros(0) for r in residuals])
 
         if self.refit or last_window is None:
-            self.boosters_, self.scale_, _ = self._train(panel)
+            # the full panel's statistics were computed at the start of fit(): reuse them
+            self.boosters_, self.scale_, _ = self._train(panel, self.stats_)
         else:
             # refit=False: the calibration model (all but the last `horizon` periods) is
             # the final model, one fit instead of two. Measured worse: Walmart WAPE 0.114
@@ -318,11 +319,14 @@ class DemandForecaster:
         p.update(self.lgb_params or {})
         return p
 
-    def _train(self, panel: Panel) -> tuple[list[lgb.Booster], np.ndarray, RegressorStats]:
+    def _train(
+        self, panel: Panel, stats: RegressorStats | None = None,
+    ) -> tuple[list[lgb.Booster], np.ndarray, RegressorStats]:
         """Fit booster(s) on every usable (series, period) cell of ``panel``'s history."""
         spec = self.spec_
-        stats = regressor_stats(panel)
-        stats.kinds = self.stats_.kinds  # keep the feature layout fixed across windows
+        if stats is None:
+            stats = regressor_stats(panel)
+            stats.kinds = self.stats_.kinds  # keep the feature layout fixed across windows
         scale = series_scale(panel, spec)
         z = panel.y / scale[:, None]
         z[panel.censored] = np.nan  # stock-out sales understate demand: not a target, not a lag
@@ -357,6 +361,7 @@ class DemandForecaster:
         else:
             shift = 0
         zh = z[:, :h]
+        params = self._lgb_params(len(i))
 
         def rows(lo: int, hi: int) -> np.ndarray:
             sh = shift[lo:hi] if direct else 0
@@ -367,13 +372,11 @@ class DemandForecaster:
         # 10k series x 3 years daily) never exists, only LightGBM's binned copy does.
         ds = lgb.Dataset(_FeatureRows(rows, len(i)), label=target, weight=w, feature_name=self.feature_names_,
                          categorical_feature=cat_idx, free_raw_data=True,
-                         params={"max_bin": self.max_bin, "verbosity": -1,
-                                 "num_threads": self._lgb_params(len(i))["num_threads"]})
+                         params={"max_bin": self.max_bin, "verbosity": -1, "num_threads": params["num_threads"]})
         ds.construct()
-        n_rows = len(i)
         # Only the binned Dataset is needed from here on: free the matrices and sums.
         del rows, cums, z, zh, zi, i, t, target, w
-        boosters = [lgb.train(self._lgb_params(n_rows), ds, num_boost_round=self.n_estimators)]
+        boosters = [lgb.train(params, ds, num_boost_round=self.n_estimators)]
         del ds
         return boosters, scale, stats
 
@@ -384,8 +387,7 @@ class DemandForecaster:
         """Point forecasts ``[n, H]`` for the ``H`` columns after ``panel.n_hist``."""
         spec = self.spec_
         panel = panel.extend(H)
-        stats_now = stats  # the statistics the boosters were trained with
-        fill_future_regressors(panel, stats_now, spec, H)
+        fill_future_regressors(panel, stats, spec, H)  # stats: those the boosters were trained with
         h0 = panel.n_hist
         z = panel.y / scale[:, None]
         z[panel.censored] = np.nan
@@ -408,7 +410,7 @@ class DemandForecaster:
             cums = _Cums(z)
             for step in range(H):
                 t = np.full(n, h0 + step)
-                X = feature_matrix(panel, z, i, t, spec, stats_now, cums=cums, calendar=cal)
+                X = feature_matrix(panel, z, i, t, spec, stats, cums=cums, calendar=cal)
                 p = np.clip(boosters[0].predict(X), lower, upper)
                 z[:, h0 + step] = p
                 cums.update(z, h0 + step)
@@ -417,7 +419,7 @@ class DemandForecaster:
             cums = _Cums(z[:, :h0])
             ii = np.tile(i, H)
             steps = np.repeat(np.arange(H), n)
-            X = feature_matrix(panel, z, ii, h0 + steps, spec, stats_now, cums=cums, shift=steps, calendar=cal,
+            X = feature_matrix(panel, z, ii, h0 + steps, spec, stats, cums=cums, shift=steps, calendar=cal,
                                direct=True)
             p = np.clip(boosters[0].predict(X), np.tile(lower, H), np.tile(upper, H))
             out[:, :] = p.reshape(H, n).T
