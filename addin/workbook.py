@@ -27,7 +27,8 @@ from engine.errors import InputError, PlancellBug, Problem, TransientError
 
 from .safe import safe_text
 
-__all__ = ["write_plan_workbook", "read_tables", "PLAN_HEADERS", "ACCURACY_HEADERS"]
+__all__ = ["write_plan_workbook", "read_tables", "PLAN_HEADERS", "ACCURACY_HEADERS", "POLICY_HEADERS",
+           "PURCHASE_HEADERS"]
 
 _log = logging.getLogger(__name__)
 
@@ -41,13 +42,41 @@ ACCURACY_HEADERS: tuple[str, ...] = (
     "SKU", "Location", "WAPE", "MASE", "Bias", "Coverage P10-P90",
     "Seasonal naive WAPE", "Moving average WAPE", "Baseline WAPE", "Model used", "Reason",
 )
+#: Inventory policy table (one row per SKU-location) on the Plan sheet: engine name -> header.
+POLICY_HEADERS: dict[str, str] = {
+    "SKU": "SKU", "Location": "Location", "Class": "Class", "Pattern": "Demand pattern", "Policy": "Policy",
+    "ServiceTarget": "Service target", "ServiceLevel": "Service level", "ServiceLevelSource": "Service level from",
+    "Method": "Safety stock method", "LeadTimeDays": "Lead time (days)", "LeadTimeStdDays": "Lead time sd (days)",
+    "ReviewPeriodDays": "Review period (days)", "DemandOverProtection": "Forecast over lead time + review",
+    "SafetyStock": "Safety stock", "ReorderPoint": "Reorder point", "OrderUpTo": "Order-up-to level",
+    "EOQ": "EOQ", "OrderQty": "Order qty", "OnHand": "On hand", "OnOrder": "On order",
+    "InventoryPosition": "Inventory position", "SuggestedOrder": "Order now", "DailyDemand": "Daily demand",
+    "DaysOfCoverage": "Days of coverage", "Turnover": "Turns per year", "ProjectedFillRate": "Projected fill rate",
+    "StockoutRisk": "Stock-out risk before receipt", "ExpectedShortUnits": "Expected units short",
+    "ExcessUnits": "Excess units", "InventoryValue": "Inventory value", "ExcessValue": "Excess value",
+    "UnitCost": "Unit cost", "MOQ": "MOQ", "OrderMultiple": "Order multiple", "Strategic": "Strategic",
+    "Notes": "Notes",
+}
+#: Purchases table (ranked orders): engine name -> header.
+PURCHASE_HEADERS: dict[str, str] = {
+    "Rank": "Rank", "SKU": "SKU", "Location": "Location", "Class": "Class", "Strategic": "Strategic",
+    "OrderQty": "Order qty", "SuggestedOrder": "Suggested qty", "OrderValue": "Order value",
+    "DaysOfStock": "Days of stock", "LeadTimeDays": "Lead time (days)", "SlackDays": "Slack (days)",
+    "Urgency": "Urgency", "StockoutRisk": "Stock-out risk before receipt", "ServiceImpact": "Service impact",
+    "ImpactBasis": "Impact in", "InBudget": "In budget", "CumulativeValue": "Cumulative value", "Why": "Why",
+}
 _ACCURACY_BASELINES = ("Seasonal naive WAPE", "Moving average WAPE", "Baseline WAPE")
 # Engine frames use snake_case for a few columns; the sheet uses words.
 _ENGINE_NAMES = {"model_used": "Model used", "reason": "Reason", "assumed": "Assumed drivers", "Date": "Period"}
 
-_PERCENT_COLUMNS = frozenset({"WAPE", "Bias", "Coverage P10-P90", *_ACCURACY_BASELINES})
-_RATIO_COLUMNS = frozenset({"MASE"})
-_QUANTITY_COLUMNS = frozenset({"P10", "P50", "P90"})
+_PERCENT_COLUMNS = frozenset({"WAPE", "Bias", "Coverage P10-P90", *_ACCURACY_BASELINES, "Service level",
+                              "Projected fill rate", "Stock-out risk before receipt"})
+_RATIO_COLUMNS = frozenset({"MASE", "Turns per year", "Days of coverage", "Days of stock", "Slack (days)",
+                            "Daily demand"})
+_QUANTITY_COLUMNS = frozenset({"P10", "P50", "P90", "Forecast over lead time + review", "Safety stock",
+                               "Reorder point", "Order-up-to level", "EOQ", "Expected units short", "Excess units"})
+_MONEY_COLUMNS = frozenset({"Inventory value", "Excess value", "Unit cost", "Order value", "Cumulative value",
+                            "Service impact"})
 _FREQ_WORDS = {"D": "D (daily)", "W": "W (weekly)", "MS": "MS (monthly)"}
 
 _DATE_FORMAT = "yyyy-mm-dd"  # ISO: unambiguous whatever the reader's locale
@@ -66,6 +95,7 @@ class _Formats:
         self.percent = wb.add_format({"num_format": "0.0%"})
         self.ratio = wb.add_format({"num_format": "0.00"})
         self.quantity = wb.add_format({"num_format": "#,##0.0"})
+        self.money = wb.add_format({"num_format": "#,##0.00"})
         self.title = wb.add_format({"bold": True, "font_size": 14})
         self.label = wb.add_format({"bold": True})
         self.header = wb.add_format({"bold": True, "bottom": 1})
@@ -78,6 +108,8 @@ class _Formats:
             return self.ratio
         if header in _QUANTITY_COLUMNS:
             return self.quantity
+        if header in _MONEY_COLUMNS:
+            return self.money
         return None
 
 
@@ -269,8 +301,16 @@ def write_plan_workbook(
     accuracy: pd.DataFrame,
     metadata: Mapping[str, Any],
     summary: Mapping[str, Any] | None = None,
+    policy: pd.DataFrame | None = None,
+    purchases: pd.DataFrame | None = None,
+    budget: float | None = None,
 ) -> Path:
-    """Write the plan workbook (sheets Plan, Accuracy, Sales, Drivers, Items) atomically.
+    """Write the plan workbook (sheets Plan, Accuracy, Purchases, Sales, Drivers, Items) atomically.
+
+    With ``policy`` (:func:`engine.policy.build_policy`), the Plan sheet shows the inventory
+    policy table ``Policy`` (one row per SKU-location) above the forecast table ``Plan``;
+    with ``purchases`` (:func:`engine.purchasing.purchase_priority`) a Purchases sheet
+    lists what to order now, ranked.
 
     ``plan`` and ``accuracy`` are :class:`engine.plan.PlanResult` frames (engine or sheet
     column names); ``summary`` is the backtest's ``overall`` dict (taken from
@@ -302,16 +342,33 @@ def write_plan_workbook(
 
         ws = wb.add_worksheet("Plan")
         header_row = _write_provenance(ws, fmt, metadata, n_series)
+        freeze = header_row + 1
+        if policy is not None:
+            ws.write_string(header_row, 0, "Inventory policy", fmt.title)
+            ws.write_string(header_row + 1, 0, safe_text(_POLICY_NOTE), fmt.note)
+            _, last = _write_table(wb, ws, fmt, "Policy", _display(policy, POLICY_HEADERS), header_row + 2,
+                                   formats_by_header=True)
+            freeze = header_row + 3
+            ws.write_string(last + 2, 0, "Forecast", fmt.title)
+            header_row = last + 3
         _write_table(wb, ws, fmt, "Plan", plan_df, header_row, formats_by_header=True)
         ws.set_column(0, 0, max(18, min(_MAX_WIDTH, sku_width + 2)))
         ws.set_column(1, 1, 28)  # provenance values (fingerprint, timestamps) live in column B
-        ws.freeze_panes(header_row + 1, 0)
+        ws.freeze_panes(freeze, 0)
 
         ws = wb.add_worksheet("Accuracy")
         header_row = _write_accuracy_summary(ws, fmt, summary, acc_df)
         _write_table(wb, ws, fmt, "Accuracy", acc_df, header_row, formats_by_header=True)
         ws.set_column(0, 0, 22)
         ws.freeze_panes(header_row + 1, 0)
+
+        if purchases is not None:
+            ws = wb.add_worksheet("Purchases")
+            ws.write_string(0, 0, "Purchase priority: what to order now", fmt.title)
+            ws.write_string(1, 0, safe_text(_purchases_note(purchases, budget)), fmt.note)
+            _write_table(wb, ws, fmt, "Purchases", _display(purchases, PURCHASE_HEADERS), 3,
+                         formats_by_header=True)
+            ws.freeze_panes(4, 0)
 
         for name, df in (("Sales", sales), ("Drivers", drivers), ("Items", items)):
             if df is None:
@@ -335,6 +392,36 @@ def write_plan_workbook(
             tmp.unlink(missing_ok=True)
     _log.info("wrote %s (%d plan rows, %d series)", path, len(plan_df), n_series)
     return path
+
+
+_POLICY_NOTE = (
+    "Safety stock covers the forecast error over lead time + review period at the service level shown "
+    "(sized on this plan's backtest errors). (R, S): every review, order up to the order-up-to level. "
+    "(s, S): when the inventory position falls to the reorder point, order up to the order-up-to level. "
+    "Order now = order-up-to level - inventory position, rounded up to MOQ and order multiple."
+)
+
+
+def _display(df: pd.DataFrame, headers: Mapping[str, str]) -> pd.DataFrame:
+    """Engine columns -> sheet headers, in ``headers`` order (columns the frame lacks are skipped)."""
+    cols = [c for c in headers if c in df.columns]
+    out = df.loc[:, cols].rename(columns={c: headers[c] for c in cols})
+    for c in out.columns:
+        if out[c].dtype == object:
+            continue
+        if np.issubdtype(out[c].dtype, np.floating):
+            out[c] = out[c].where(np.isfinite(out[c].to_numpy(dtype=float)))
+    return out
+
+
+def _purchases_note(purchases: pd.DataFrame, budget: float | None) -> str:
+    n = len(purchases)
+    if budget is None:
+        return (f"{n} order{'s' if n != 1 else ''} suggested, most urgent first: late (stock runs out before an "
+                "order placed today arrives), then order now, then planned; strategic items first within each.")
+    inb = int(purchases["InBudget"].sum()) if "InBudget" in purchases.columns and n else 0
+    return (f"{n} orders suggested; {inb} fit the budget of {budget:,.2f} in priority order. "
+            "The Why column says what does not fit and why.")
 
 
 def _cannot_write(path: Path, exc: BaseException) -> InputError:

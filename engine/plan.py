@@ -21,6 +21,8 @@ from .backtest import MA_WINDOW, MODEL_NAME, BacktestResult, backtest
 from .baselines import moving_average, seasonal_naive
 from .frequency import season_length
 from .model import DemandForecaster, quantile_column
+from .policy import InventorySettings, build_policy, error_cube
+from .purchasing import purchase_priority
 from .progress import ProgressCallback, emit
 from .store import ModelStore, data_fingerprint
 
@@ -36,6 +38,8 @@ class PlanResult:
     backtest: BacktestResult
     model: DemandForecaster
     metadata: dict[str, Any]
+    policy: pd.DataFrame | None = None       # one row per SKU-location: safety stock, reorder point, ...
+    purchases: pd.DataFrame | None = None    # what to order now, ranked
 
 
 def build_plan(
@@ -48,10 +52,14 @@ def build_plan(
     progress: ProgressCallback = None,
     store: ModelStore | None = None,
     model_name: str | None = None,
+    inventory: InventorySettings | None = None,
+    budget: float | None = None,
 ) -> PlanResult:
     """Backtest the model against the baselines, train on all history, forecast
     ``horizon`` periods and plan each series with the model or, where the backtest
-    says a baseline was better, with that baseline."""
+    says a baseline was better, with that baseline. Then set each series' inventory
+    policy from its backtest errors (:func:`engine.policy.build_policy`) and rank what to
+    order now (:func:`engine.purchasing.purchase_priority`, within ``budget`` if given)."""
     t0 = time.perf_counter()
     qs = tuple(sorted(quantiles))
     qcols = [quantile_column(q) for q in qs]
@@ -97,6 +105,12 @@ def build_plan(
                 "Moving average WAPE", "model_used", "reason"]
     acc = acc[[c for c in acc_cols if c in acc.columns]]
 
+    emit(progress, "inventory", 0, 1, "safety stock and reorder points")
+    cube = error_cube(bt.forecasts, freq=data.freq, per_series=bt.per_series)
+    policy = build_policy(plan, cube=cube, history=hist, items=data.items, freq=data.freq, settings=inventory,
+                          point=quantile_column(0.5) if 0.5 in qs else qcols[len(qcols) // 2])
+    purchases = purchase_priority(policy, budget=budget)
+
     fingerprint = data_fingerprint(data.sales, data.drivers, data.items)
     meta: dict[str, Any] = {
         "model_name": model_name or "plancell",
@@ -118,7 +132,8 @@ def build_plan(
         meta["model_version"] = version.version
     meta["elapsed_seconds"] = round(time.perf_counter() - t0, 2)
     emit(progress, "forecast", 1, 1, "plan ready")
-    return PlanResult(plan=plan, accuracy=acc, backtest=bt, model=model, metadata=meta)
+    return PlanResult(plan=plan, accuracy=acc, backtest=bt, model=model, metadata=meta, policy=policy,
+                      purchases=purchases)
 
 
 def _jsonable(v: Any) -> bool:
