@@ -433,8 +433,16 @@ class RegressorStats:
     sensitivity: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def regressor_stats(panel: Panel) -> RegressorStats:
-    kinds = regressor_kinds(panel)
+def regressor_stats(panel: Panel, kinds: dict[str, str] | None = None) -> RegressorStats:
+    """Seasonal normals, reference prices and per-series sensitivities of the regressors.
+
+    ``kinds`` fixes each regressor's kind (the layout of a model fitted on more data): a
+    truncated history can look different -- Walmart's markdowns are all 0 before late 2011,
+    so a short calibration panel would call them binary and skip the statistics the
+    model's features need.
+    """
+    fixed = kinds is not None
+    kinds = dict(kinds) if fixed else regressor_kinds(panel)
     dates = panel.dates()
     pos = _season_pos(dates, panel.freq)
     n_pos = 12 if panel.freq == "MS" else 52
@@ -442,9 +450,10 @@ def regressor_stats(panel: Panel) -> RegressorStats:
     h = panel.n_hist
     z = panel.y[:, :h] / series_scale(panel, default_spec(panel.freq))[:, None]
     z = np.where(panel.censored[:, :h], np.nan, z)
+    year = default_spec(panel.freq).year
     for name, m in panel.regressors.items():
         hist = m[:, :h].astype(np.float64)
-        if kinds[name] == "binary":
+        if kinds.get(name, "numeric") == "binary":
             continue
         ok = ~np.isnan(hist)
         sums = np.zeros((panel.n, n_pos))
@@ -464,14 +473,14 @@ def regressor_stats(panel: Panel) -> RegressorStats:
         normals[name] = normal.astype(np.float32)
         resid = hist - normal[:, cols]
         sens[name] = _row_corr(z, resid).astype(np.float32)
-        if kinds[name] == "numeric" and h >= 2 * n_pos and seasonal_r2(hist, resid) >= 0.5:
+        if not fixed and kinds[name] == "numeric" and h >= 2 * n_pos and seasonal_r2(hist, resid) >= 0.5:
             # Weather-like: the level is mostly the season, which lags and the calendar
             # already carry; a level feature would let the model read heat as "summer".
             kinds[name] = "seasonal"
-        elif kinds[name] == "numeric" and _trend_strength(hist) >= 0.8:
+        elif not fixed and kinds[name] == "numeric" and _trend_strength(hist) >= 0.8:
             # CPI-like: what moves demand is the rate of change (inflation), not the level.
             kinds[name] = "trend"
-            year = default_spec(panel.freq).year
+        if kinds[name] == "trend":
             # broadcast (n, 1) x (1, h) indices: the whole matrix without index copies
             yoy = _yoy(hist, np.arange(panel.n)[:, None], np.arange(h)[None, :], year)
             # Year-over-year *changes* of demand against changes of the driver's rate: a

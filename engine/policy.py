@@ -30,6 +30,7 @@ days and are converted with :func:`engine.frequency.days_per_period`.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -204,9 +205,9 @@ def fit_safety_stock(
     sums = protection_sums(err, P)                          # [n, W', H]
     flat = sums.reshape(n, -1)
     n_samples = np.isfinite(flat).sum(axis=1)
-    sigma1 = np.sqrt(np.nanmean(np.square(err.reshape(n, -1)), axis=1))   # per-period RMSE
-    sigma1 = np.nan_to_num(sigma1, nan=0.0)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # series without samples: NaN, handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sigma1 = np.nan_to_num(np.sqrt(np.nanmean(np.square(err.reshape(n, -1)), axis=1)), nan=0.0)
         sigma_p = np.sqrt(np.nanmean(np.square(flat), axis=1))
     scale = sigma1 * np.sqrt(P)
     extrapolated = n_samples == 0

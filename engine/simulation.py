@@ -23,6 +23,7 @@ periods is charged to it (Silver, Pyke & Thomas 2017, section 7.2).
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -199,7 +200,9 @@ def replay_backtest(
         others = np.array([k for k in range(W) if k != w])
         act, fc = cube.actual[:, w, :], cube.forecast[:, w, :]
         present = np.isfinite(act).all(axis=1) & np.isfinite(fc).all(axis=1)
-        rate = np.nanmean(fc, axis=1)
+        with warnings.catch_warnings():  # a series absent from this window: no rate, left out below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rate = np.nanmean(fc, axis=1)
         for method in methods:
             for a in service_levels:
                 fit = fit_safety_stock(cube, protection=L + R, mean_demand=np.nan_to_num(rate), sd_lead_time=sdl,

@@ -176,3 +176,18 @@ def test_cli_and_engine_share_default_horizons():
     from engine.model import DEFAULT_HORIZON
 
     assert CLI_DEFAULT == DEFAULT_HORIZON
+
+
+def test_a_driver_that_only_starts_moving_late_does_not_break_training(weekly_panel):
+    # Walmart's markdowns are 0 until late 2011: the calibration fit, which sees a shorter
+    # history, must keep the full fit's feature layout instead of calling them a flag.
+    drivers = weekly_panel.drivers.copy()
+    dates = np.sort(drivers["Date"].unique())
+    start = dates[-20]
+    rng = np.random.default_rng(0)
+    drivers["MarkDown"] = np.where(drivers["Date"] >= start, rng.uniform(0, 5000, len(drivers)), 0.0)
+    data = validate(with_plan_rows(weekly_panel), drivers, weekly_panel.items)
+    model = DemandForecaster(horizon=8, n_estimators=30, random_state=0).fit(data)
+    out = model.predict(8)
+    assert np.isfinite(out["P50"]).all()
+    assert any("MarkDown" in f for f in model.feature_names_)

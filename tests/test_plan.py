@@ -55,3 +55,31 @@ def test_metadata_and_store_round_trip(planned):
     model, meta = store.load("demo book")
     assert meta["data_fingerprint"] == m["data_fingerprint"]
     pd.testing.assert_frame_equal(model.predict(8), r.model.predict(8))
+
+
+def test_plan_carries_an_inventory_policy_per_series(planned):
+    _, data, _, r = planned
+    pol = r.policy
+    n_series = data.sales.groupby(["SKU", "Location"]).ngroups
+    assert len(pol) == n_series and not pol.duplicated(["SKU", "Location"]).any()
+    assert (pol["SafetyStock"] >= 0).all()
+    assert (pol["OrderUpTo"] >= pol["ReorderPoint"] - 1e-9).all()
+    assert (pol["Method"] == "empirical").all()  # every series was backtested
+    # order now respects the pack rules from Items
+    ordered = pol[pol["SuggestedOrder"] > 0]
+    assert len(ordered)
+    assert ((ordered["SuggestedOrder"] % ordered["OrderMultiple"]).abs() < 1e-9).all()
+    assert (ordered["SuggestedOrder"] >= ordered["MOQ"]).all()
+    # the buffer follows the service level: 98 % series carry more safety stock per unit of
+    # forecast than 90 % ones on average
+    rel = pol["SafetyStock"] / pol["DemandOverProtection"].clip(lower=1e-9)
+    assert rel[pol["ServiceLevel"] >= 0.98].median() > rel[pol["ServiceLevel"] <= 0.90].median()
+
+
+def test_plan_ranks_purchases_most_urgent_first(planned):
+    _, _, _, r = planned
+    buy = r.purchases
+    assert len(buy) and list(buy["Rank"]) == sorted(buy["Rank"])
+    order = {"late": 0, "order now": 1, "planned": 2}
+    assert list(buy["Urgency"].map(order)) == sorted(buy["Urgency"].map(order))
+    assert buy["InBudget"].all()  # no budget given

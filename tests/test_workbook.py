@@ -264,3 +264,52 @@ def test_overwrite_replaces_the_workbook(tmp_path: Path) -> None:
     ws = openpyxl.load_workbook(path)["Plan"]
     assert ws["B2"].value == "second"
     assert sorted(p.name for p in path.parent.iterdir()) == ["plan.xlsx"]
+
+
+def _policy_frames() -> dict:
+    from engine.policy import POLICY_COLUMNS
+
+    f = _frames()
+    pol = pd.DataFrame({c: [np.nan, np.nan] for c in POLICY_COLUMNS})
+    pol["SKU"], pol["Location"] = ["A-1", EVIL_SKU], ["North", ""]
+    pol["Class"], pol["Pattern"], pol["Policy"] = ["AX", "C?"], ["smooth", "intermittent"], ["(R, S)", "(s, S)"]
+    pol["ServiceLevel"], pol["SafetyStock"], pol["SuggestedOrder"] = [0.95, 0.9], [12.5, 3.0], [24.0, 0.0]
+    pol["DaysOfCoverage"] = [12.0, np.inf]   # no demand: infinite coverage is a blank, not an error
+    pol["InventoryValue"], pol["Strategic"], pol["Notes"] = [1234.5, 0.0], [True, False], ["", "=cmd|' /C calc'!A0"]
+    buy = pd.DataFrame({"Rank": [1], "SKU": ["A-1"], "Location": ["North"], "OrderQty": [24.0],
+                        "OrderValue": [48.0], "Urgency": ["late"], "InBudget": [True], "Why": ["stock lasts 2 days"]})
+    f.update(policy=pol, purchases=buy, budget=100.0)
+    return f
+
+
+def test_policy_table_sits_between_provenance_and_forecast(tmp_path: Path) -> None:
+    book = write_plan_workbook(tmp_path / "p.xlsx", **_policy_frames())
+    wb = openpyxl.load_workbook(book)
+    ws = wb["Plan"]
+    pol_top = int(ws.tables["Policy"].ref.split(":")[0][1:])
+    plan_top = int(ws.tables["Plan"].ref.split(":")[0][1:])
+    assert pol_top < plan_top
+    block = {ws.cell(r, 1).value: ws.cell(r, 2).value for r in range(1, pol_top)}
+    assert block["Model"] == "demo-model"        # provenance still on top
+    rows = _table_cells(ws, ws.tables["Policy"])
+    head = rows[0]
+    assert head[:5] == ["SKU", "Location", "Class", "Demand pattern", "Policy"]
+    assert {"Safety stock", "Reorder point", "Order-up-to level", "Order now", "Stock-out risk before receipt",
+            "Days of coverage", "Inventory value", "Notes"} <= set(head)
+    first = dict(zip(head, rows[1]))
+    assert first["Safety stock"] == 12.5 and first["Order now"] == 24 and first["Strategic"] is True
+    second = dict(zip(head, rows[2]))
+    assert second["Days of coverage"] is None
+    assert second["Notes"].startswith("'=")        # formula injection neutralised
+    col = head.index("Service level") + 1
+    assert ws.cell(pol_top + 1, col).number_format.endswith("%")
+    assert ws.freeze_panes == f"A{pol_top + 1}"
+
+
+def test_purchases_sheet_lists_the_ranked_orders(tmp_path: Path) -> None:
+    book = write_plan_workbook(tmp_path / "p.xlsx", **_policy_frames())
+    ws = openpyxl.load_workbook(book)["Purchases"]
+    rows = _table_cells(ws, ws.tables["Purchases"])
+    assert rows[0][:3] == ["Rank", "SKU", "Location"] and "In budget" in rows[0] and "Why" in rows[0]
+    assert rows[1][:3] == [1, "A-1", "North"]
+    assert "budget of 100.00" in ws["A2"].value
