@@ -36,12 +36,9 @@ _FREQ_WORDS = {"D": "daily", "W": "weekly", "MS": "monthly"}
 _EXIT_OK, _EXIT_FAIL, _EXIT_INPUT = 0, 1, 2
 _DEMO_FILE = "plancell-demo.xlsx"
 _NOT_YET = {
-    "refresh": ("BOOK", "train if needed, then write the Plan and Accuracy sheets of a workbook"),
     "check": ("BOOK", "S&OE: compare actuals with the published plan, write Alerts and Purchases"),
     "scenario": ("BOOK", "run a what-if scenario on a workbook"),
-    "publish": ("BOOK", "publish a dated snapshot of the plan"),
     "serve": ("", "run the calculation server the add-in talks to"),
-    "addin": ("build|install", "build or install the Excel add-in (plancell.xlam)"),
 }
 
 
@@ -55,6 +52,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text.replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount (write e.g. 25000)") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the budget must be 0 or more")
     return value
 
 
@@ -229,10 +236,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         _print_warnings(getattr(data, "warnings", []))
         store = ModelStore()
         result = build_plan(data, horizon=horizon, windows=args.windows, model_params=model_params,
-                            progress=progress, store=store, model_name="plancell-demo")
+                            progress=progress, store=store, model_name="plancell-demo", budget=args.budget)
         path = write_plan_workbook(
             out_dir / _DEMO_FILE, sales=sales, drivers=drivers, items=items, plan=result.plan,
             accuracy=result.accuracy, metadata=result.metadata, summary=result.backtest.overall,
+            policy=result.policy, purchases=result.purchases, budget=args.budget,
         )
     elapsed = time.perf_counter() - tic
 
@@ -251,12 +259,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"({_improvement(model['wape'], naive['wape'])})",
         f"  P10-P90 coverage  {_pct(overall.get('coverage_p10_p90'))} (target 80%)",
         f"  baseline series   {'n/a' if n_base is None else n_base} of {n_series} use a baseline forecast",
+        f"  inventory         {_inventory_line(result.policy, result.purchases)}",
         f"  model saved       {meta.get('model_name')} v{meta.get('model_version')} in {store.root}",
         f"  elapsed           {elapsed:.1f} s",
-        "Open it in Excel: sheets Plan, Accuracy, Sales, Drivers, Items.",
+        "Open it in Excel: sheets Plan (inventory policy + forecast), Accuracy, Purchases, Sales, Drivers, Items.",
     ]
     print("\n".join(lines))
     return _EXIT_OK
+
+
+def _inventory_line(policy: Any, purchases: Any) -> str:
+    if policy is None or not len(policy):
+        return "n/a"
+    n_orders = int((policy["SuggestedOrder"] > 0).sum())
+    late = int((purchases["Urgency"] == "late").sum()) if purchases is not None and len(purchases) else 0
+    value = float((policy["SafetyStock"] * policy["UnitCost"]).sum(skipna=True))
+    return (f"safety stock worth {value:,.0f} across {len(policy)} SKU-locations; "
+            f"{n_orders} to order now ({late} late)")
 
 
 # --------------------------------------------------------------------------- backtest
@@ -314,24 +333,34 @@ def _backtest_table(report: Mapping[str, Any], source: str) -> str:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    if args.dask:
-        # Distributed backtests are planned, not built: say so instead of silently running locally.
-        raise InputError(
-            "--dask is not available yet in this version; run without --dask to backtest on this machine.",
-            code="E110",
-        )
     from engine.backtest import backtest
     from engine.contract import read_long_csv
+
+    cluster = None
+    if args.dask:
+        from engine.distributed import check_address
+
+        cluster = check_address(args.dask, source="--dask")  # a typo fails before minutes of reading
 
     tic = time.perf_counter()
     data = read_long_csv(args.file, date=args.date, ids=args.id, target=args.target,
                          regressors=args.regressors or (), freq=args.freq, dayfirst=args.dayfirst)
     _print_warnings(getattr(data, "warnings", []))
     horizon = args.horizon or DEFAULT_HORIZON[data.freq]
+    model_params = {"n_estimators": args.rounds} if args.rounds else None
     with _progress(args) as progress, _results_only_on_stdout(args.json):
-        result = backtest(data, horizon=horizon, windows=args.windows, progress=progress,
-                          model_params={"n_estimators": args.rounds} if args.rounds else None)
+        if cluster is None:
+            result = backtest(data, horizon=horizon, windows=args.windows, progress=progress,
+                              model_params=model_params)
+        else:
+            from engine import distributed
+
+            with distributed.connect(cluster, source="--dask") as client:
+                result = distributed.backtest(client, data, horizon=horizon, windows=args.windows,
+                                              progress=progress, model_params=model_params)
     report = _backtest_report(result, data, horizon, args.windows, time.perf_counter() - tic)
+    if cluster is not None:
+        report["cluster"] = {"address": cluster, **_jsonable(result.overall.get("cluster") or {})}
     if args.json:
         print(json.dumps(report, allow_nan=False))
     else:
@@ -339,12 +368,81 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return _EXIT_OK
 
 
+# --------------------------------------------------------------------------- addin
+
+
+def _cmd_addin(args: argparse.Namespace) -> int:
+    from .xlam import build_addin, install_addin
+
+    if args.addin_command == "install":
+        target = install_addin(echo=lambda msg: print(msg, file=sys.stderr))
+        print(f"Installed the Plancell add-in: {target}\nStart Excel: the Plancell tab is on the ribbon.")
+        return _EXIT_OK
+    build = build_addin(args.out)
+    print("\n".join([
+        f"Wrote {build.xlam.resolve()}",
+        f"  VBA modules   {build.vba_dir.resolve()} ({', '.join(p.name for p in build.modules)})",
+        f"  functions     {', '.join(f.name for f in build.functions)}",
+        f"  interpreter   {build.interpreter}",
+        "The ribbon and functions need the VBA modules: on Windows with Excel run "
+        "plancell addin install, which builds, imports them through Excel and installs the add-in.",
+    ]))
+    return _EXIT_OK
+
+
 # --------------------------------------------------------------------------- not yet
+
+
+def _file_port(args: argparse.Namespace, progress: Any) -> Any:
+    from .port import FileBook
+
+    book = Path(args.book)
+    port = FileBook(book, progress=None)
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() != book.suffix.lower():
+            raise InputError(f"--out {out.name} must keep the workbook's type ({book.suffix}).", code="E110")
+        save = port.save
+        port.save = lambda: save(out)  # type: ignore[method-assign]
+    return port
+
+
+def _cmd_refresh(args: argparse.Namespace) -> int:
+    from .actions import refresh
+
+    tic = time.perf_counter()
+    with _progress(args) as progress:
+        port = _file_port(args, progress)
+        summary = refresh(port, progress=progress,
+                          model_params={"n_estimators": args.rounds} if args.rounds else None)
+    _print_warnings(summary["warnings"])
+    result = summary["result"]
+    overall = result.backtest.overall
+    model, naive = _metrics(overall.get("model")), _metrics(overall.get("seasonal_naive"))
+    print("\n".join([
+        f"Refreshed {Path(args.out or args.book).resolve()}",
+        f"  model             {summary['model']} v{summary['version']}, {result.metadata.get('n_series')} series",
+        f"  WAPE              model {_pct(model['wape'])} vs seasonal naive {_pct(naive['wape'])}",
+        f"  inventory         {_inventory_line(result.policy, result.purchases)}",
+        f"  elapsed           {time.perf_counter() - tic:.1f} s",
+        "Sheets written: Plan (inventory policy + forecast), Accuracy, Purchases; everything else kept.",
+    ]))
+    return _EXIT_OK
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from .actions import publish
+
+    with _progress(args) as progress:
+        port = _file_port(args, progress)
+        name = publish(port)
+    print(f"Published '{name}' in {Path(args.out or args.book).resolve()}")
+    return _EXIT_OK
 
 
 def _not_yet(args: argparse.Namespace) -> int:
     print(f"PLANCELL-E110: 'plancell {args.command}' is not available yet in this version. "
-          "Available now: plancell demo, plancell backtest.", file=sys.stderr)
+          "Available now: plancell demo, backtest, refresh, publish, addin.", file=sys.stderr)
     return _EXIT_INPUT
 
 
@@ -394,6 +492,8 @@ def _build_parser() -> argparse.ArgumentParser:
                       help=f"backtest windows (default {DEFAULT_WINDOWS})")
     demo.add_argument("--rounds", type=_positive_int, metavar="N",
                       help="LightGBM boosting rounds (default: the engine's)")
+    demo.add_argument("--budget", type=_budget, metavar="AMOUNT",
+                      help="purchase budget: the Purchases sheet marks what fits, in priority order")
     demo.set_defaults(handler=_cmd_demo)
 
     bt = sub.add_parser(
@@ -414,9 +514,49 @@ def _build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--rounds", type=_positive_int, metavar="N",
                     help="LightGBM boosting rounds (default: the engine's)")
     bt.add_argument("--dayfirst", action="store_true", help="dates are day first (31/12/2024)")
-    bt.add_argument("--dask", metavar="ADDRESS|local[:N]", help="run on a Dask cluster (not available yet)")
+    bt.add_argument("--dask", metavar="ADDRESS|local[:N]",
+                    help="train and forecast on a Dask cluster: a scheduler address (tcp://host:8786) or "
+                         "local[:N] for N worker processes on this machine (needs plancell[dask])")
     bt.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     bt.set_defaults(handler=_cmd_backtest)
+
+    addin = sub.add_parser(
+        "addin", parents=[common], help="build or install the Excel add-in (plancell.xlam)",
+        description="Build plancell.xlam and its VBA modules (any OS), or install the add-in into "
+                    "Excel for this user (Windows with desktop Excel).",
+    )
+    addin_sub = addin.add_subparsers(dest="addin_command", metavar="build|install", required=True)
+    addin_build = addin_sub.add_parser(
+        "build", parents=[common], help="write plancell.xlam and its VBA modules",
+        description="Write plancell.xlam (ribbon, settings sheet) and, beside it in plancell-vba/, "
+                    "the VBA modules that plancell addin install imports through Excel.",
+    )
+    addin_build.add_argument("--out", metavar="PATH",
+                             help="a folder, or a file name ending in .xlam (default: ./plancell-addin)")
+    addin_build.set_defaults(handler=_cmd_addin)
+    addin_sub.add_parser(
+        "install", parents=[common], help="install the add-in into Excel (Windows with Excel)",
+        description="Build the add-in for this Python, import its VBA through Excel (needs 'Trust "
+                    "access to the VBA project object model') and install it for the current user. "
+                    "Close Excel first.",
+    ).set_defaults(handler=_cmd_addin)
+
+    ref = sub.add_parser(
+        "refresh", parents=[common], help="backtest, train and write the Plan, Accuracy and Purchases sheets",
+        description="Refresh Plan on a workbook file: read its Sales / Drivers / Items / Settings tables, "
+                    "backtest, train, forecast, set the inventory policy, and write the Plan, Accuracy and "
+                    "Purchases sheets. Everything else in the workbook is kept.")
+    ref.add_argument("book", metavar="BOOK", help="the workbook (.xlsx or .xlsm)")
+    ref.add_argument("--out", metavar="PATH", help="write to PATH instead of updating BOOK")
+    ref.add_argument("--rounds", type=_positive_int, metavar="N", help="boosting rounds (default: the model's)")
+    ref.set_defaults(handler=_cmd_refresh)
+    pub = sub.add_parser(
+        "publish", parents=[common], help="publish a values-only snapshot 'Plan YYYY-MM vN' of the plan",
+        description="Publish Snapshot: copy the Plan sheet into a values-only sheet 'Plan YYYY-MM vN' with "
+                    "its provenance, readable without the add-in.")
+    pub.add_argument("book", metavar="BOOK", help="the workbook (.xlsx or .xlsm)")
+    pub.add_argument("--out", metavar="PATH", help="write to PATH instead of updating BOOK")
+    pub.set_defaults(handler=_cmd_publish)
 
     for name, (arg, what) in _NOT_YET.items():
         p = sub.add_parser(name, parents=[common], help=f"{what} (not available yet)",

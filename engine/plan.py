@@ -26,9 +26,21 @@ from .purchasing import purchase_priority
 from .progress import ProgressCallback, emit
 from .store import ModelStore, data_fingerprint
 
-__all__ = ["PlanResult", "build_plan"]
+__all__ = ["PlanResult", "PlanBundle", "build_plan"]
 
 _log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlanBundle:
+    """What the model store keeps for a plan: the trained model and the published numbers,
+    so the Excel functions answer from the plan the workbook shows, without retraining."""
+
+    model: DemandForecaster
+    plan: pd.DataFrame
+    policy: pd.DataFrame | None
+    accuracy: pd.DataFrame
+    purchases: pd.DataFrame | None = None
 
 
 @dataclass
@@ -128,7 +140,7 @@ def build_plan(
         "n_series_baseline": int((plan.drop_duplicates([S.SKU, S.LOCATION])["model_used"] != MODEL_NAME).sum()),
     }
     if store is not None:
-        version = store.save(meta["model_name"], model, meta)
+        version = store.save(meta["model_name"], PlanBundle(model, plan, policy, acc, purchases), meta)
         meta["model_version"] = version.version
     meta["elapsed_seconds"] = round(time.perf_counter() - t0, 2)
     emit(progress, "forecast", 1, 1, "plan ready")

@@ -71,6 +71,12 @@ def test_demo_writes_the_workbook_and_summarises(tmp_path: Path, capsys: pytest.
     acc = tables["Accuracy"]
     assert acc["A3"].value == "Plancell model" and acc["A4"].value == "Seasonal naive"
     assert printed.groups() == (f"{100 * acc['B3'].value:.1f}", f"{100 * acc['B4'].value:.1f}")
+    # The inventory policy sits on the Plan sheet; what to buy is on Purchases.
+    assert "Policy" in plan_ws.tables and "Purchases" in tables
+    pol = [[c.value for c in r] for r in plan_ws[plan_ws.tables["Policy"].ref]]
+    assert {"Safety stock", "Reorder point", "Order now", "Service level"} <= set(pol[0])
+    assert len(pol) - 1 == 3 * 2
+    assert "inventory" in out and "to order now" in out
 
 
 def test_progress_events_become_a_bar_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,6 +87,11 @@ def test_progress_events_become_a_bar_on_stderr(capsys: pytest.CaptureFixture[st
     bars.close()
     err = capsys.readouterr().err
     assert "backtest" in err and "3/3" in err and "train" in err and "model trained" in err
+
+
+def test_demo_refuses_a_negative_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "demo", "--budget", "-5")
+    assert code == 2 and "--budget" in err and "0 or more" in err
 
 
 def test_demo_refuses_a_bad_argument(capsys: pytest.CaptureFixture[str]) -> None:
@@ -171,13 +182,6 @@ def test_backtest_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "nope.csv" in err and "Traceback" not in err
 
 
-def test_dask_is_refused_not_faked(sales_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(capsys, "backtest", str(sales_csv), *CSV_ARGS, "--dask", "local:2", "--json")
-    assert code == 2
-    assert out == ""
-    assert "--dask is not available yet" in err
-
-
 # --------------------------------------------------------------------------- errors at the edge
 
 
@@ -212,7 +216,7 @@ def test_plancell_error_is_one_line_exit_1(
     assert err.strip() == "PLANCELL-E300: server busy"
 
 
-@pytest.mark.parametrize("command", ["refresh", "check", "scenario", "publish", "serve", "addin"])
+@pytest.mark.parametrize("command", ["check", "scenario", "serve"])
 def test_planned_commands_do_not_pretend_to_work(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(capsys, command, "book.xlsx")
     assert code == 2
@@ -233,3 +237,28 @@ def test_installed_console_script_help() -> None:
     for command in ("demo", "backtest", "refresh", "serve"):
         assert command in proc.stdout
     assert "not available yet" in proc.stdout  # the planned commands are labelled as such
+
+
+# --------------------------------------------------------------------------- refresh / publish on files
+
+
+def test_refresh_and_publish_a_workbook_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "demo", "--out", str(tmp_path), "--skus", "3", "--horizon", "4", "--windows", "2",
+                        *FAST)
+    assert code == 0, err
+    book = tmp_path / "plancell-demo.xlsx"
+    out = tmp_path / "refreshed.xlsx"
+    code, text, err = _run(capsys, "refresh", str(book), "--out", str(out), *FAST)
+    assert code == 0, err
+    assert "Refreshed" in text and "WAPE" in text and "to order now" in text
+    code, text, err = _run(capsys, "publish", str(out))
+    assert code == 0, err
+    assert re.search(r"Published 'Plan \d{4}-\d{2} v1'", text)
+    wb = openpyxl.load_workbook(out)
+    assert any(n.startswith("Plan 20") for n in wb.sheetnames)
+
+
+def test_refresh_of_a_missing_book_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "refresh", str(tmp_path / "nope.xlsx"))
+    assert code == 1 or code == 2
+    assert err.startswith("PLANCELL-E110") and "does not exist" in err

@@ -52,9 +52,11 @@ def test_metadata_and_store_round_trip(planned):
     m = r.metadata
     for key in ("model_name", "model_version", "trained_at", "data_fingerprint", "features", "params", "backtest"):
         assert key in m
-    model, meta = store.load("demo book")
+    bundle, meta = store.load("demo book")
     assert meta["data_fingerprint"] == m["data_fingerprint"]
-    pd.testing.assert_frame_equal(model.predict(8), r.model.predict(8))
+    pd.testing.assert_frame_equal(bundle.model.predict(8), r.model.predict(8))
+    pd.testing.assert_frame_equal(bundle.policy, r.policy)   # the functions answer from the published plan
+    pd.testing.assert_frame_equal(bundle.plan, r.plan)
 
 
 def test_plan_carries_an_inventory_policy_per_series(planned):

@@ -249,7 +249,7 @@ def test_write_is_atomic_a_crash_leaves_the_old_file(tmp_path: Path, monkeypatch
     def boom(*args, **kwargs):
         raise RuntimeError("crash while writing")
 
-    monkeypatch.setattr(workbook, "_write_accuracy_summary", boom)
+    monkeypatch.setattr(workbook, "accuracy_sheet", boom)
     with pytest.raises(RuntimeError):
         write_plan_workbook(path, **_frames())
     assert path.read_bytes() == before

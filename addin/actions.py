@@ -1,0 +1,229 @@
+"""Ribbon actions, written once against :class:`addin.port.WorkbookPort`.
+
+The same functions run behind the Plancell ribbon (live workbook, :func:`dispatch`) and the
+command line on files (``plancell refresh BOOK``, ``plancell publish BOOK``). The ribbon's
+one VBA callback passes the button id to :func:`dispatch`, which only runs the ids in
+:data:`ACTIONS`: nothing else in Python is reachable from a button.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from engine.errors import InputError, PlancellError, Problem
+
+from .port import WorkbookPort
+from .sheets import (
+    PLAN_HEADERS, Note, Pairs, Sheet, TableBlock, Title, accuracy_sheet, plan_sheet, purchases_sheet,
+)
+
+__all__ = ["ACTIONS", "dispatch", "refresh", "publish", "status", "read_plan_settings", "model_name_for"]
+
+_log = logging.getLogger(__name__)
+
+#: Output sheets refresh writes, in order.
+OUTPUT_SHEETS = ("Plan", "Accuracy", "Purchases")
+_SNAPSHOT = re.compile(r"^Plan (\d{4})-(\d{2}) v(\d+)$")
+
+
+def read_plan_settings(tables: dict[str, tuple[pd.DataFrame, int]]) -> Any:
+    """The workbook's Settings table (optional) as :class:`engine.settings.PlanSettings`."""
+    from engine.settings import PlanSettings, read_settings
+
+    if "Settings" not in tables:
+        return PlanSettings()
+    df, first = tables["Settings"]
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    if "key" not in cols or "value" not in cols:
+        raise InputError(
+            "The Settings table needs the columns Key and Value.",
+            [Problem("Settings", f"columns Key and Value not found (has {', '.join(map(str, df.columns))})",
+                     "name the two columns of the Settings table Key and Value", row=first - 1, code="E101")],
+            code="E101")
+    rows = list(zip(df[cols["key"]], df[cols["value"]]))
+    return read_settings(rows, first_row=first)
+
+
+def model_name_for(book_name: str, settings: Any = None) -> str:
+    """The model's name in the store: Settings ``Model``, else the workbook's file name."""
+    name = getattr(settings, "model", None)
+    return name or Path(book_name).stem
+
+
+def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None,
+            model_params: dict[str, Any] | None = None, store: Any = None) -> dict[str, Any]:
+    """Refresh Plan: validate the tables, backtest, train, forecast, set the inventory policy,
+    and write the Plan, Accuracy and Purchases sheets. Returns a short summary."""
+    from engine.contract import validate
+    from engine.model import DEFAULT_HORIZON
+    from engine.plan import build_plan
+    from engine.store import ModelStore
+
+    port.status("Plancell: reading tables ...")
+    tables = port.tables()
+    if "Sales" not in tables:
+        raise InputError(
+            f"{port.name} has no table named Sales.",
+            [Problem("Sales", "no Excel table named Sales in the workbook",
+                     "select your sales data, Insert > Table, then name it Sales (Table Design > Table Name)",
+                     code="E101")], code="E101")
+    settings = read_plan_settings(tables)
+    sales, s_row = tables["Sales"]
+    drivers, d_row = tables.get("Drivers", (None, 2))
+    items, i_row = tables.get("Items", (None, 2))
+    data = validate(sales, drivers, items, freq=settings.freq, column_map=settings.column_map or None,
+                    gaps="zero", row_offsets={"Sales": s_row, "Drivers": d_row, "Items": i_row})
+    horizon = settings.horizon or DEFAULT_HORIZON[data.freq]
+    params = dict(model_params or {})
+    if settings.holiday_country:
+        params.setdefault("holiday_country", settings.holiday_country)
+
+    def relay(event: Any) -> None:
+        port.status(f"Plancell: {event.stage} {event.done}/{event.total} {event.message}".rstrip())
+        if progress is not None:
+            progress(event)
+
+    name = model_name_for(port.name, settings)
+    result = build_plan(data, horizon=horizon, windows=settings.windows, quantiles=settings.quantiles,
+                        model_params=params or None, progress=relay, store=store or ModelStore(),
+                        model_name=name, inventory=settings.inventory, budget=settings.budget)
+    port.status("Plancell: writing the plan ...")
+    port.write_sheet(plan_sheet(result.plan, result.metadata, policy=result.policy))
+    port.write_sheet(accuracy_sheet(result.backtest.overall, result.accuracy), after="Plan")
+    if result.purchases is not None:
+        port.write_sheet(purchases_sheet(result.purchases, settings.budget), after="Accuracy")
+    port.save()
+    port.status(None)
+    return {"model": name, "version": result.metadata.get("model_version"), "result": result,
+            "warnings": list(getattr(data, "warnings", [])) + list(settings.warnings)}
+
+
+def publish(port: WorkbookPort, *, now: _dt.datetime | None = None) -> str:
+    """Publish Snapshot: copy the current Plan sheet into a values-only sheet
+    ``Plan YYYY-MM vN`` with its provenance, for the S&OP meeting. Returns the sheet name."""
+    now = now or _dt.datetime.now().astimezone()
+    tables = port.tables()
+    if "Plan" not in tables:
+        raise InputError(f"{port.name} has no plan to publish yet.",
+                         [Problem("Plan", "no Plan table", "press Refresh Plan (or run plancell refresh) first",
+                                  code="E101")], code="E101")
+    month = now.strftime("%Y-%m")
+    versions = [int(m.group(3)) for n in port.sheet_names() if (m := _SNAPSHOT.match(n)) and
+                f"{m.group(1)}-{m.group(2)}" == month]
+    version = max(versions, default=0) + 1
+    name = f"Plan {month} v{version}"
+    tag = f"{now:%Y_%m}_v{version}"
+    prov = port.read_pairs("Plan")
+    keep = ("Model", "Model version", "Trained at", "Data fingerprint", "Plancell version", "Frequency",
+            "Horizon (periods)", "Series")
+    items: list[tuple[str, Any]] = [(k, prov.get(k)) for k in keep if k in prov]
+    blocks: list[Any] = [Title(f"Plancell plan snapshot {month} v{version}")]
+    policy = tables.get("Policy", (None, 0))[0]
+    if policy is not None and "Service level" in policy.columns and len(policy):
+        levels = pd.to_numeric(policy["Service level"], errors="coerce").dropna()
+        if len(levels):
+            target = str(policy["Service target"].iloc[0]) if "Service target" in policy.columns else "service level"
+            items.append(("Service targets", f"{target} {100 * levels.min():.0f}%-{100 * levels.max():.0f}% "
+                                             f"(mean {100 * levels.mean():.1f}%)"))
+    items += [("Published at", now.isoformat(timespec="seconds")), ("Published from", port.name)]
+    blocks += [Pairs(items), Note("Published snapshot: values only, frozen at publication. It needs no add-in "
+                                  "and is not changed by later refreshes.")]
+    if policy is not None:
+        blocks += [Title("Inventory policy"), TableBlock(f"Policy_{tag}", policy, freeze=True)]
+    plan_df = tables["Plan"][0]
+    missing = [h for h in PLAN_HEADERS[:6] if h not in plan_df.columns]
+    if missing:
+        raise InputError(f"The Plan table lacks the columns {', '.join(missing)}.",
+                         [Problem("Plan", f"columns {', '.join(missing)} missing", "press Refresh Plan to rewrite it",
+                                  code="E101")], code="E101")
+    blocks += [Title("Forecast"), TableBlock(f"Plan_{tag}", plan_df, freeze=policy is None)]
+    port.write_sheet(Sheet(name, blocks, widths={0: 18, 1: 28}), after=port.sheet_names()[-1])
+    port.save()
+    return name
+
+
+def status(port: WorkbookPort, *, store: Any = None) -> str:
+    """Status: which model answers this workbook, when it was trained, and whether the data
+    changed since (the Sales/Drivers/Items fingerprint)."""
+    from engine.errors import InputError as _IE
+    from engine.store import ModelStore, data_fingerprint
+
+    tables = port.tables()
+    settings = read_plan_settings(tables)
+    name = model_name_for(port.name, settings)
+    store = store or ModelStore()
+    try:
+        meta = store.metadata(name)
+    except _IE:
+        text = f"Plancell: no model named {name!r} yet: press Refresh Plan."
+        port.status(text)
+        return text
+    text = (f"Plancell: model {name} v{meta.get('version')} trained {meta.get('trained_at')}, "
+            f"{meta.get('n_series')} series")
+    if "Sales" in tables:
+        try:
+            from engine.contract import validate
+
+            data = validate(tables["Sales"][0], tables.get("Drivers", (None, 2))[0], tables.get("Items", (None, 2))[0],
+                            freq=settings.freq, column_map=settings.column_map or None, gaps="zero")
+            same = data_fingerprint(data.sales, data.drivers, data.items) == meta.get("data_fingerprint")
+            text += "; data unchanged since" if same else "; the data changed since: refresh to update"
+        except PlancellError:
+            text += "; the tables have problems: refresh to see them"
+    port.status(text)
+    return text
+
+
+def _not_ready(what: str) -> Callable[..., Any]:
+    def action(port: WorkbookPort, **_: Any) -> None:
+        raise InputError(f"{what} is not available in this version yet.", code="E110")
+    return action
+
+
+#: The allow-list of button ids the ribbon may run.
+ACTIONS: dict[str, Callable[..., Any]] = {
+    "refresh": refresh,
+    "check": _not_ready("Check Execution"),
+    "scenario": _not_ready("Run Scenario"),
+    "publish": publish,
+    "status": status,
+}
+
+
+def dispatch(button_id: str, book: Any = None) -> Any:
+    """Run the ribbon action ``button_id`` on the calling workbook (or ``book``, a port).
+
+    Errors reach the planner as one line in the status bar and a message box, never as a
+    traceback; bugs are logged with theirs.
+    """
+    if button_id not in ACTIONS:
+        raise InputError(f"Unknown Plancell button {button_id!r}.", code="E110")
+    if book is None:
+        import xlwings as xw
+
+        from .port import XlwingsBook
+
+        port: Any = XlwingsBook(xw.Book.caller())
+    else:
+        port = book
+    try:
+        return ACTIONS[button_id](port)
+    except PlancellError as exc:
+        _alert(port, exc.one_line())
+    except Exception:
+        _log.exception("ribbon action %s failed", button_id)
+        _alert(port, "PLANCELL-E900: internal error in Plancell; see the log and report it.")
+    return None
+
+
+def _alert(port: Any, text: str) -> None:
+    port.status(text)
+    app = getattr(getattr(port, "book", None), "app", None)
+    if app is not None and hasattr(app, "alert"):
+        app.alert(text, title="Plancell")

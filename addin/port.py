@@ -1,0 +1,317 @@
+"""The workbook port: what a ribbon action needs from a workbook, with two adapters.
+
+Ribbon actions (:mod:`addin.actions`) are written once against :class:`WorkbookPort`:
+
+* :class:`FileBook` -- an .xlsx/.xlsm file on disk (``plancell refresh BOOK``), through
+  openpyxl. Only Plancell's output sheets are replaced; every other sheet, formula, format,
+  chart, defined name and the VBA project of an .xlsm are kept. Saving is atomic.
+* :class:`XlwingsBook` -- the live workbook in Excel (``xw.Book.caller()``), for the
+  ribbon. Status messages go to Excel's status bar.
+
+Both render the same :class:`addin.sheets.Sheet` descriptions, so a refreshed file and a
+refreshed live workbook show the same cells.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import pandas as pd
+
+from engine.errors import InputError, Problem, TransientError
+
+from .sheets import FORMATS, Sheet, render
+
+__all__ = ["WorkbookPort", "FileBook", "XlwingsBook", "OpenpyxlSink"]
+
+_log = logging.getLogger(__name__)
+
+
+class WorkbookPort(Protocol):
+    """The few things an action does with a workbook."""
+
+    name: str
+
+    def tables(self) -> dict[str, tuple[pd.DataFrame, int]]: ...
+    def sheet_names(self) -> list[str]: ...
+    def read_pairs(self, sheet: str, max_rows: int = 40) -> dict[str, Any]: ...
+    def write_sheet(self, sheet: Sheet, *, after: str | None = None) -> None: ...
+    def status(self, message: str | None) -> None: ...
+    def save(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- files
+
+
+class OpenpyxlSink:
+    """Renders :mod:`addin.sheets` cells into an openpyxl worksheet."""
+
+    def __init__(self, ws: Any) -> None:
+        from openpyxl.styles import Font
+
+        self.ws = ws
+        self._fonts = {"title": Font(bold=True, size=14), "label": Font(bold=True), "header": Font(bold=True),
+                       "note": Font(italic=True, color="595959")}
+
+    def cell(self, row: int, col: int, value: Any, kind: str | None = None, style: str | None = None) -> None:
+        import datetime as _dt
+
+        if value is None:
+            return
+        c = self.ws.cell(row + 1, col + 1)
+        c.value = value
+        if isinstance(value, str):
+            c.data_type = "s"  # never a formula, whatever the text starts with
+        if isinstance(value, _dt.datetime) and kind is None:
+            kind = "date"
+        if kind:
+            c.number_format = FORMATS[kind]
+        if style in self._fonts:
+            c.font = self._fonts[style]
+
+    def table(self, name: str, top: int, left: int, bottom: int, right: int, headers: list[str],
+              kinds: list[str | None]) -> None:
+        from openpyxl.utils import get_column_letter
+        from openpyxl.worksheet.table import Table, TableStyleInfo
+
+        for j, h in enumerate(headers):
+            c = self.ws.cell(top + 1, left + j + 1)
+            c.value = h
+            c.data_type = "s"
+        ref = f"{get_column_letter(left + 1)}{top + 1}:{get_column_letter(right + 1)}{bottom + 1}"
+        t = Table(displayName=name, ref=ref)
+        t.tableStyleInfo = TableStyleInfo(name="TableStyleMedium2", showRowStripes=True)
+        self.ws.add_table(t)
+
+    def width(self, col: int, width: float) -> None:
+        from openpyxl.utils import get_column_letter
+
+        self.ws.column_dimensions[get_column_letter(col + 1)].width = width
+
+    def freeze(self, row: int) -> None:
+        self.ws.freeze_panes = f"A{row + 1}"
+
+
+class FileBook:
+    """A workbook file. Reads tables with their cached values; writes output sheets in place.
+
+    The workbook is opened twice: once with cached values (what the planner's formulas
+    last computed) to read tables, once as formulas to write, so the planner's formulas are
+    saved back as formulas. ``.xlsm`` files keep their VBA project.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, progress: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path)
+        self.name = self.path.name
+        self._progress = progress
+        self._wb: Any = None
+        self._tables: dict[str, tuple[pd.DataFrame, int]] | None = None
+
+    def _book(self) -> Any:
+        if self._wb is None:
+            import openpyxl
+
+            from .workbook import read_tables
+
+            self._tables = read_tables(self.path)  # validates the file with a planner-readable error
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._wb = openpyxl.load_workbook(self.path, keep_vba=self.path.suffix.lower() == ".xlsm",
+                                                  keep_links=True)
+        return self._wb
+
+    def tables(self) -> dict[str, tuple[pd.DataFrame, int]]:
+        self._book()
+        assert self._tables is not None
+        return self._tables
+
+    def sheet_names(self) -> list[str]:
+        return list(self._book().sheetnames)
+
+    def read_pairs(self, sheet: str, max_rows: int = 40) -> dict[str, Any]:
+        """Label / value pairs in columns A:B at the top of ``sheet`` (a provenance block)."""
+        wb = self._book()
+        if sheet not in wb.sheetnames:
+            return {}
+        ws = wb[sheet]
+        out: dict[str, Any] = {}
+        for row in ws.iter_rows(min_row=1, max_row=max_rows, max_col=2, values_only=True):
+            if row[0] is not None and row[1] is not None:
+                out.setdefault(str(row[0]), row[1])
+        return out
+
+    def write_sheet(self, sheet: Sheet, *, after: str | None = None) -> None:
+        """Replace (or create) ``sheet.name``; an existing sheet keeps its position."""
+        wb = self._book()
+        if sheet.name in wb.sheetnames:
+            old = wb[sheet.name]
+            index = wb.sheetnames.index(sheet.name)
+            wb.remove(old)
+        elif after is not None and after in wb.sheetnames:
+            index = wb.sheetnames.index(after) + 1
+        else:
+            index = len(wb.sheetnames)
+        ws = wb.create_sheet(sheet.name, index)
+        render(sheet, OpenpyxlSink(ws))
+
+    def status(self, message: str | None) -> None:
+        if message:
+            _log.info("%s: %s", self.name, message)
+            if self._progress is not None:
+                self._progress(message)
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write atomically (a temp file in the same folder, renamed over the target)."""
+        wb = self._book()
+        target = Path(path) if path is not None else self.path
+        tmp = target.with_name(f".~{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{target.suffix}")
+        try:
+            wb.save(tmp)
+            try:
+                os.replace(tmp, target)
+            except PermissionError as exc:
+                raise TransientError(f"Cannot replace {target}: it is open in another program (Excel?). "
+                                     "Close it and run again.") from exc
+        except OSError as exc:
+            raise InputError(f"Cannot write {target}: {exc.strerror or exc}. Choose a folder you can write to.",
+                             [Problem(target.name, "cannot write the file", "choose a folder you can write to",
+                                      code="E110")], code="E110") from exc
+        finally:
+            if tmp.exists():
+                tmp.unlink(missing_ok=True)
+        return target
+
+
+# --------------------------------------------------------------------------- live Excel
+
+
+class _BufferSink:
+    """Collects rendered cells so a live sheet is written in a few COM calls, not one per cell."""
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[int, int], Any] = {}
+        self.kinds: dict[tuple[int, int], str] = {}
+        self.styles: dict[tuple[int, int], str] = {}
+        self.tables: list[tuple[str, int, int, int, int, list[str]]] = []
+        self.widths: dict[int, float] = {}
+        self.freeze_row: int | None = None
+
+    def cell(self, row: int, col: int, value: Any, kind: str | None = None, style: str | None = None) -> None:
+        if value is None:
+            return
+        self.cells[(row, col)] = value
+        if kind:
+            self.kinds[(row, col)] = kind
+        if style:
+            self.styles[(row, col)] = style
+
+    def table(self, name: str, top: int, left: int, bottom: int, right: int, headers: list[str],
+              kinds: list[str | None]) -> None:
+        for j, h in enumerate(headers):
+            self.cells[(top, left + j)] = h
+        for j, k in enumerate(kinds):
+            if k:
+                for r in range(top + 1, bottom + 1):
+                    self.kinds[(r, left + j)] = k
+        self.tables.append((name, top, left, bottom, right, headers))
+
+    def width(self, col: int, width: float) -> None:
+        self.widths[col] = width
+
+    def freeze(self, row: int) -> None:
+        self.freeze_row = row
+
+    def matrix(self) -> list[list[Any]]:
+        if not self.cells:
+            return [[None]]
+        nr = max(r for r, _ in self.cells) + 1
+        nc = max(c for _, c in self.cells) + 1
+        grid: list[list[Any]] = [[None] * nc for _ in range(nr)]
+        for (r, c), v in self.cells.items():
+            # A leading apostrophe is how Excel itself stores text that looks like a formula.
+            grid[r][c] = v
+        return grid
+
+
+def _runs(kinds: dict[tuple[int, int], str]) -> list[tuple[tuple[int, str], tuple[int, int]]]:
+    """Consecutive rows of one column with one number format: one COM call per run."""
+    out: list[tuple[tuple[int, str], tuple[int, int]]] = []
+    for (r, c), k in sorted(kinds.items(), key=lambda x: (x[0][1], x[0][0])):
+        if out and out[-1][0] == (c, k) and out[-1][1][1] == r - 1:
+            out[-1] = ((c, k), (out[-1][1][0], r))
+        else:
+            out.append(((c, k), (r, r)))
+    return out
+
+
+class XlwingsBook:
+    """The live workbook in Excel, through xlwings (Windows desktop Excel)."""
+
+    def __init__(self, book: Any) -> None:
+        self.book = book
+        self.name = book.name
+
+    def tables(self) -> dict[str, tuple[pd.DataFrame, int]]:
+        out: dict[str, tuple[pd.DataFrame, int]] = {}
+        for sh in self.book.sheets:
+            for t in sh.tables:
+                rng = t.range
+                values = rng.options(ndim=2).value or []
+                if not values:
+                    continue
+                header, rows = values[0], values[1:]
+                df = pd.DataFrame(rows, columns=[str(h) for h in header])
+                while len(df) and df.iloc[-1].isna().all():
+                    df = df.iloc[:-1]
+                out[t.name] = (df, rng.row + 1)
+        return out
+
+    def sheet_names(self) -> list[str]:
+        return [s.name for s in self.book.sheets]
+
+    def read_pairs(self, sheet: str, max_rows: int = 40) -> dict[str, Any]:
+        if sheet not in self.sheet_names():
+            return {}
+        values = self.book.sheets[sheet].range((1, 1), (max_rows, 2)).options(ndim=2).value
+        return {str(a): b for a, b in values if a is not None and b is not None}
+
+    def write_sheet(self, sheet: Sheet, *, after: str | None = None) -> None:
+        names = self.sheet_names()
+        if sheet.name in names:
+            ws = self.book.sheets[sheet.name]
+            for t in list(ws.tables):
+                t.delete()
+            ws.clear()
+        else:
+            anchor = self.book.sheets[after] if after in names else self.book.sheets[-1]
+            ws = self.book.sheets.add(sheet.name, after=anchor)
+        buf = _BufferSink()
+        render(sheet, buf)
+        grid = buf.matrix()
+        ws.range("A1").value = grid
+        for (c, kind), (r0, r1) in _runs(buf.kinds):
+            ws.range((r0 + 1, c + 1), (r1 + 1, c + 1)).number_format = FORMATS[kind]
+        for (r, c), style in buf.styles.items():
+            rng = ws.range((r + 1, c + 1))
+            rng.font.bold = style in ("title", "label", "header")
+            if style == "title":
+                rng.font.size = 14
+            elif style == "note":
+                rng.font.italic = True
+        for name, top, left, bottom, right, _ in buf.tables:
+            ws.tables.add(source=ws.range((top + 1, left + 1), (bottom + 1, right + 1)), name=name,
+                          table_style_name="TableStyleMedium2", has_headers=True)
+        for col, w in buf.widths.items():
+            ws.range((1, col + 1)).column_width = w
+
+    def status(self, message: str | None) -> None:
+        # False hands the status bar back to Excel
+        self.book.app.status_bar = message if message else False
+
+    def save(self) -> None:
+        """The planner saves the live workbook; nothing to do."""
