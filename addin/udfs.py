@@ -14,11 +14,15 @@ import functools
 import logging
 from typing import Any, Callable, TypeVar
 
+import numpy as np
 import xlwings as xw
 
 from engine.errors import InputError, PlancellError, Problem
 
-__all__ = ["SAFETY_STOCK_CALC"]
+__all__ = [
+    "FORECAST_SKU", "FORECAST_TABLE", "SAFETY_STOCK", "REORDER_POINT", "ORDER_QTY", "FORECAST_ACCURACY",
+    "FORECAST_DRIVERS", "SKU_CLASS", "PLAN_INFO", "SAFETY_STOCK_CALC",
+]
 
 _log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -101,3 +105,319 @@ def SAFETY_STOCK_CALC(
         target="csl" if _blank(target) else str(target),
         order_qty=_number(order_qty, "order_qty"),
     ))
+
+
+# --------------------------------------------------------------------------- plan functions
+
+
+def _entry(caller: Any = None) -> Any:
+    from .cache import plan_for
+
+    return plan_for(_model_name(caller))
+
+
+def _model_name(caller: Any) -> str | None:
+    """The calling workbook's model (Settings ``Model`` or the file name); None outside Excel."""
+    if caller is None:
+        return None
+    try:
+        book = caller.sheet.book
+    except AttributeError:
+        return None
+    return _BOOK_MODELS.get(book.name) or _book_model(book)
+
+
+_BOOK_MODELS: dict[str, str] = {}
+
+
+def _book_model(book: Any) -> str:
+    from .actions import model_name_for, read_plan_settings
+    from .port import XlwingsBook
+
+    try:
+        settings = read_plan_settings({k: v for k, v in XlwingsBook(book).tables().items() if k == "Settings"})
+    except PlancellError:
+        settings = None
+    name = model_name_for(book.name, settings)
+    _BOOK_MODELS[book.name] = name
+    return name
+
+
+def _periods(v: Any, default: int, horizon: int) -> int:
+    n = _number(v, "periods", float(default))
+    if not isinstance(n, float) or n != int(n) or n < 1:
+        raise InputError(f"periods must be a whole number of 1 or more (got {v!r}).", code="E110")
+    if n > horizon:
+        raise InputError(f"periods {int(n)} is beyond the plan's horizon of {horizon}. Fix: ask for at most "
+                         f"{horizon}, or set a longer Horizon in Settings and refresh.", code="E110")
+    return int(n)
+
+
+def _quantile_values(entry: Any, key: tuple[str, str], q: float) -> Any:
+    from engine.schema import quantile_column
+
+    col = quantile_column(q)
+    fc = entry.forecast[key]
+    if col in fc:
+        return fc[col]
+    cache = entry.extra.setdefault(("quantile", col), {})
+    if not cache:
+        pred = entry.bundle.model.predict(len(entry.periods), quantiles=(q,))
+        for (sku, loc), g in pred.groupby(["SKU", "Location"], sort=False):
+            cache[(str(sku), str(loc))] = g[col].to_numpy(dtype=float)
+    return cache[key]
+
+
+@xw.func
+@xw.arg("sku", doc="SKU code")
+@xw.arg("periods", doc="how many periods ahead (default 1)")
+@xw.arg("location", doc="location (needed when the SKU is planned at several)")
+@xw.arg("quantile", doc="0.5 = P50 (default), 0.1 = P10, 0.9 = P90 ...")
+@xw.ret(expand="table")
+@_cell_errors
+def FORECAST_SKU(sku: Any, periods: Any = 1, location: Any = None, quantile: Any = 0.5, caller: Any = None) -> Any:
+    """The next ``periods`` forecasts of a SKU, spilled as a row (units per period)."""
+    entry = _entry(caller)
+    n = _periods(periods, 1, len(entry.periods))
+    q = _number(quantile, "quantile", 0.5)
+    if not isinstance(q, float) or not 0 < q < 1:
+        raise InputError(f"quantile must be between 0 and 1, e.g. 0.9 for P90 (got {quantile!r}).", code="E110")
+    if _blank(location) and q == 0.5 and len(entry.locations.get(str(sku).strip(), [])) > 1:
+        # all locations: the P50s add up to the SKU's median-ish total; other quantiles do not add
+        s = str(sku).strip()
+        total = sum(entry.forecast[(s, loc)]["P50"][:n] for loc in entry.locations[s])
+        return [[float(v) for v in total]]
+    key = entry.key(sku, location, what="a quantile other than P50")
+    values = _quantile_values(entry, key, q)[:n]
+    return [[float(v) for v in values]]
+
+
+@xw.func
+@xw.arg("skus", doc="one SKU, a range of SKUs, or blank for all")
+@xw.arg("periods", doc="periods ahead (default: the whole horizon)")
+@xw.ret(expand="table")
+@_cell_errors
+def FORECAST_TABLE(skus: Any = None, periods: Any = None, caller: Any = None) -> Any:
+    """A spilled table with headers SKU, Location, Period, P10, P50, P90."""
+    entry = _entry(caller)
+    n = _periods(periods, len(entry.periods), len(entry.periods))
+    if _blank(skus) or (isinstance(skus, list) and not any(not _blank(x) for x in _flat(skus))):
+        wanted = list(entry.locations)
+    else:
+        wanted = [str(x).strip() for x in (_flat(skus) if isinstance(skus, list) else [skus]) if not _blank(x)]
+    rows: list[list[Any]] = [["SKU", "Location", "Period", "P10", "P50", "P90"]]
+    for s in wanted:
+        for loc in entry.locations.get(s) or [entry.key(s, None, what="")[1]]:
+            fc = entry.forecast[(s, loc)]
+            for k in range(n):
+                rows.append([s, loc, pd_ts(entry.periods[k])] +
+                            [float(fc[c][k]) if c in fc else None for c in ("P10", "P50", "P90")])
+    return rows
+
+
+def pd_ts(v: Any) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(v).to_pydatetime()
+
+
+def _flat(v: Any) -> list[Any]:
+    out: list[Any] = []
+    for x in v:
+        out.extend(_flat(x) if isinstance(x, list) else [x])
+    return out
+
+
+def _policy_row(entry: Any, sku: Any, location: Any) -> tuple[tuple[str, str], dict[str, Any]]:
+    key = entry.key(sku, location, what="inventory figures")
+    row = entry.policy.get(key)
+    if row is None:
+        raise InputError(f"No inventory policy for {key[0]} {key[1]}. Fix: refresh the plan.", code="E201")
+    return key, row
+
+
+def _recomputed(entry: Any, key: tuple[str, str], service_level: Any, lead_time_days: Any) -> dict[str, float]:
+    """Safety stock and reorder point of one SKU-location for another service level or
+    lead time, by the plan's own method (its backtest errors, pooled as in the plan)."""
+    from engine.frequency import days_per_period
+    from engine.inventory import _service
+    from engine.policy import fit_safety_stock
+
+    row = entry.policy[key]
+    alpha = row["ServiceLevel"] if _blank(service_level) else _service(_number(service_level, "service_level"))
+    lt_days = float(row["LeadTimeDays"]) if _blank(lead_time_days) else _number(lead_time_days, "lead_time_days")
+    if not isinstance(lt_days, float) or not lt_days >= 0:
+        raise InputError(f"lead_time_days must be 0 or more days (got {lead_time_days!r}).", code="E110")
+    cube = getattr(entry.bundle, "cube", None)
+    inputs = entry.extra.get("ss_inputs")
+    if inputs is None:
+        if cube is None:
+            raise InputError("This plan has no backtest errors stored. Fix: refresh the plan.", code="E201")
+        pol = cube.keys.astype(str).merge(entry.bundle.policy.astype({"SKU": str, "Location": str}),
+                                          on=["SKU", "Location"], how="left")
+        dpp = days_per_period(entry.metadata.get("freq", "W"))
+        P = (pol["LeadTimeDays"].fillna(dpp) + pol["ReviewPeriodDays"].fillna(0)).to_numpy(float) / dpp
+        rate = np.where(P > 0, pol["DemandOverProtection"].fillna(0).to_numpy(float) / np.where(P > 0, P, 1), 0.0)
+        inputs = {"P": P, "rate": rate, "dpp": dpp, "sdl": pol["LeadTimeStdDays"].fillna(0).to_numpy(float) / dpp,
+                  "alpha": pol["ServiceLevel"].fillna(0.95).to_numpy(float),
+                  "pattern": pol["Pattern"].fillna("smooth").to_numpy(object),
+                  "pos": {k: i for i, k in enumerate(zip(pol["SKU"], pol["Location"]))}}
+        entry.extra["ss_inputs"] = inputs
+    i = inputs["pos"].get(key)
+    if i is None:
+        raise InputError(f"{key[0]} {key[1]} was not backtested yet: only the plan's own values are available. "
+                         "Fix: leave service_level and lead_time_days blank.", code="E201")
+    P, alpha_v = inputs["P"].copy(), inputs["alpha"].copy()
+    P[i] = (lt_days + float(row.get("ReviewPeriodDays") or 0.0)) / inputs["dpp"]
+    alpha_v[i] = alpha
+    only = np.zeros(len(P), dtype=bool)
+    only[i] = True
+    fit = fit_safety_stock(cube, protection=P, mean_demand=inputs["rate"], sd_lead_time=inputs["sdl"],
+                           service_level=alpha_v, pattern=inputs["pattern"], only=only)
+    ss = max(float(fit.safety_stock[i]), 0.0)
+    return {"SafetyStock": ss, "ReorderPoint": _forward(entry.forecast[key]["P50"], P[i]) + ss}
+
+
+def _forward(fc: np.ndarray, P: float) -> float:
+    whole = int(np.floor(P))
+    total = float(fc[:min(whole, len(fc))].sum())
+    if whole < len(fc):
+        total += (P - whole) * float(fc[whole])
+    if P > len(fc):
+        total += (P - len(fc)) * float(fc.mean())
+    return total
+
+
+@xw.func
+@xw.arg("sku", doc="SKU code")
+@xw.arg("location", doc="location")
+@xw.arg("service_level", doc="e.g. 0.95 (default: the plan's)")
+@xw.arg("lead_time_days", doc="lead time in days (default: Items)")
+@_cell_errors
+def SAFETY_STOCK(sku: Any, location: Any = None, service_level: Any = None, lead_time_days: Any = None,
+                 caller: Any = None) -> Any:
+    """Safety stock in units (the plan's, or recomputed for another service level / lead time)."""
+    entry = _entry(caller)
+    key, row = _policy_row(entry, sku, location)
+    if _blank(service_level) and _blank(lead_time_days):
+        return float(row["SafetyStock"])
+    return _recomputed(entry, key, service_level, lead_time_days)["SafetyStock"]
+
+
+@xw.func
+@xw.arg("sku", doc="SKU code")
+@xw.arg("location", doc="location")
+@xw.arg("service_level", doc="e.g. 0.95 (default: the plan's)")
+@xw.arg("lead_time_days", doc="lead time in days (default: Items)")
+@_cell_errors
+def REORDER_POINT(sku: Any, location: Any = None, service_level: Any = None, lead_time_days: Any = None,
+                  caller: Any = None) -> Any:
+    """Reorder point in units: forecast over lead time (+ review period) + safety stock."""
+    entry = _entry(caller)
+    key, row = _policy_row(entry, sku, location)
+    if _blank(service_level) and _blank(lead_time_days):
+        return float(row["ReorderPoint"])
+    return _recomputed(entry, key, service_level, lead_time_days)["ReorderPoint"]
+
+
+@xw.func
+@xw.arg("sku", doc="SKU code")
+@xw.arg("location", doc="location")
+@xw.arg("on_hand", doc="units on hand (default: Items)")
+@xw.arg("on_order", doc="units on order (default: Items)")
+@_cell_errors
+def ORDER_QTY(sku: Any, location: Any = None, on_hand: Any = None, on_order: Any = None, caller: Any = None) -> Any:
+    """Units to order now (0 if none), rounded to MOQ and order multiple."""
+    from engine.inventory import suggested_order
+
+    entry = _entry(caller)
+    _, row = _policy_row(entry, sku, location)
+    oh = float(row["OnHand"]) if _blank(on_hand) else _number(on_hand, "on_hand")
+    oo = float(row["OnOrder"]) if _blank(on_order) else _number(on_order, "on_order")
+    if not isinstance(oh, float) or not isinstance(oo, float):
+        raise InputError("on_hand and on_order must be numbers of units.", code="E110")
+    ip = oh + oo
+    if row["Policy"] == "(s, S)" and ip > float(row["ReorderPoint"]):
+        return 0.0
+    return float(suggested_order(row["OrderUpTo"], ip, moq=row["MOQ"], multiple=row["OrderMultiple"]))
+
+
+_METRICS = {"WAPE": "WAPE", "MASE": "MASE", "BIAS": "Bias", "COVERAGE": "Coverage P10-P90"}
+
+
+@xw.func
+@xw.arg("sku", doc="SKU code")
+@xw.arg("location", doc="location")
+@xw.arg("metric", doc='"WAPE" (default), "MASE", "Bias" or "Coverage"')
+@_cell_errors
+def FORECAST_ACCURACY(sku: Any, location: Any = None, metric: Any = "WAPE", caller: Any = None) -> Any:
+    """Backtest accuracy of this SKU (WAPE as a fraction: 0.12 = 12 %)."""
+    entry = _entry(caller)
+    key = entry.key(sku, location, what="accuracy")
+    m = "WAPE" if _blank(metric) else str(metric).strip().upper().replace(" ", "")
+    m = "COVERAGE" if m.startswith("COVERAGE") else m
+    if m not in _METRICS:
+        raise InputError(f"metric {metric!r} is not known. Fix: use WAPE, MASE, Bias or Coverage.", code="E110")
+    row = entry.accuracy.get(key)
+    if row is None:
+        return "not backtested yet"
+    v = row.get(_METRICS[m])
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+
+@xw.func
+@xw.arg("sku", doc="SKU code")
+@xw.arg("location", doc="location")
+@xw.arg("period", doc="which future period (default 1)")
+@xw.ret(expand="table")
+@_cell_errors
+def FORECAST_DRIVERS(sku: Any, location: Any = None, period: Any = 1, caller: Any = None) -> Any:
+    """What drives this forecast: a spilled table Driver, Units, Effect (e.g. Temperature,
+    +3.2, +12.0 %), largest first; the units add up to the model's forecast."""
+    entry = _entry(caller)
+    key = entry.key(sku, location, what="drivers")
+    k = _periods(period, 1, len(entry.periods))
+    contrib = entry.extra.get("contributions")
+    if contrib is None:
+        c = entry.bundle.model.contributions(len(entry.periods))
+        contrib = {(str(s), str(lo), int(p)): g for (s, lo, p), g in c.groupby(["SKU", "Location", "period"])}
+        entry.extra["contributions"] = contrib
+    g = contrib[(key[0], key[1], k)]
+    total = float(g["contribution"].sum())
+    base = float(g.loc[g["driver"] == "Average level", "contribution"].sum())
+    rows: list[list[Any]] = [["Driver", "Units", "Effect"]]
+    rest = g[g["driver"] != "Average level"].assign(a=lambda d: d["contribution"].abs()).sort_values("a", ascending=False)
+    rows.append(["Average level", base, ""])
+    for d, u in zip(rest["driver"], rest["contribution"]):
+        rows.append([str(d), float(u), f"{100 * u / total:+.1f}%" if total else ""])
+    rows.append(["Forecast", total, ""])
+    used = entry.forecast[key]
+    point = entry.bundle.plan
+    model_used = point.loc[(point["SKU"].astype(str) == key[0]) & (point["Location"].astype(str) == key[1]),
+                           "model_used"]
+    if len(model_used) and str(model_used.iloc[0]) != "lightgbm":
+        rows.append([f"Note: the plan uses {model_used.iloc[0]} for this SKU", float(used["P50"][k - 1]), ""])
+    return rows
+
+
+@xw.func
+@xw.arg("sku", doc="SKU code")
+@xw.arg("location", doc="location")
+@_cell_errors
+def SKU_CLASS(sku: Any, location: Any = None, caller: Any = None) -> Any:
+    """ABC/XYZ class, e.g. AX (A = top value, X = most predictable)."""
+    entry = _entry(caller)
+    _, row = _policy_row(entry, sku, location)
+    return str(row["Class"])
+
+
+@xw.func
+@xw.ret(expand="table")
+@_cell_errors
+def PLAN_INFO(caller: Any = None) -> Any:
+    """Model id, version, trained at, data fingerprint of the plan the cells read."""
+    entry = _entry(caller)
+    m = entry.metadata
+    return [["Model", entry.name], ["Version", entry.version], ["Trained at", m.get("trained_at")],
+            ["Data fingerprint", m.get("data_fingerprint")], ["Series", m.get("n_series")],
+            ["Horizon", m.get("horizon")]]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -88,8 +88,13 @@ def backtest(
     model_params: dict[str, Any] | None = None,
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
     progress: ProgressCallback = None,
+    forecaster: Callable[..., DemandForecaster] | None = None,
 ) -> BacktestResult:
-    """Rolling-origin evaluation of the model and the baselines on ``data`` (validated)."""
+    """Rolling-origin evaluation of the model and the baselines on ``data`` (validated).
+
+    ``forecaster`` builds the model of each window from its parameters (default
+    :class:`DemandForecaster`); engine.distributed passes one that trains on a cluster.
+    """
     freq = normalize_freq(data.freq)
     anchor = getattr(data, "week_anchor", None)
     step = int(step or horizon)
@@ -131,7 +136,7 @@ def backtest(
         emit(progress, "backtest", k, total, f"window {k + 1}/{total}: origin {cutoff.date()}")
         view = _slice_data(data, cutoff, end)
         t0 = time.perf_counter()
-        model = DemandForecaster(freq=freq, **params).fit(view)
+        model = (forecaster or DemandForecaster)(freq=freq, **params).fit(view)
         t1 = time.perf_counter()
         fc = model.predict(horizon)
         t2 = time.perf_counter()

@@ -324,42 +324,12 @@ class DemandForecaster:
     ) -> tuple[list[lgb.Booster], np.ndarray, RegressorStats]:
         """Fit booster(s) on every usable (series, period) cell of ``panel``'s history."""
         spec = self.spec_
-        if stats is None:
-            stats = regressor_stats(panel)
-            stats.kinds = self.stats_.kinds  # keep the feature layout fixed across windows
-        scale = series_scale(panel, spec)
-        z = panel.y / scale[:, None]
-        z[panel.censored] = np.nan  # stock-out sales understate demand: not a target, not a lag
+        stats, scale, z, i, t, shift, target, w = self._training_rows(panel, stats)
         h = panel.n_hist
-        zi = z[:, :h]
-        i, t = np.nonzero(~np.isnan(zi))
-        keep = t > panel.start[i]
-        i, t = i[keep].astype(np.int32), t[keep].astype(np.int32)  # halves millions of row indices
-        if len(i) == 0:
-            raise InputError("No usable history to train on (every period is blank or a stock-out).", code="E109")
-        if self.max_train_rows and len(i) > self.max_train_rows:
-            i, t = _subsample(i, t, h - spec.year, self.max_train_rows, self.random_state)
         cums = _Cums(z[:, :h])
         cal = column_calendar(panel, spec)
-        target = zi[i, t].astype(np.float32)
-        if self.weighting == "scale":
-            w = scale[i] / scale.mean()
-        elif self.weighting == "sqrt":
-            w = np.sqrt(scale[i]) / np.sqrt(scale).mean()
-        else:
-            w = None
         cat_idx = [k for k, nme in enumerate(self.feature_names_) if nme in CATEGORICAL]
         direct = self.strategy == "direct"
-        if direct:
-            # One model for every horizon: each training row gets a random horizon and
-            # sees only what was known at its origin. Same row count as recursive.
-            shift = np.random.default_rng(self.random_state).integers(0, self.horizon_, size=len(i))
-            ok = t - shift - 1 >= panel.start[i]
-            i, t, shift, target = i[ok], t[ok], shift[ok], target[ok]
-            if w is not None:
-                w = w[ok]
-        else:
-            shift = 0
         zh = z[:, :h]
         params = self._lgb_params(len(i))
 
@@ -375,19 +345,68 @@ class DemandForecaster:
                          params={"max_bin": self.max_bin, "verbosity": -1, "num_threads": params["num_threads"]})
         ds.construct()
         # Only the binned Dataset is needed from here on: free the matrices and sums.
-        del rows, cums, z, zh, zi, i, t, target, w
+        del rows, cums, z, zh, i, t, target, w
         boosters = [lgb.train(params, ds, num_boost_round=self.n_estimators)]
         del ds
         return boosters, scale, stats
 
+    def _training_rows(
+        self, panel: Panel, stats: RegressorStats | None = None,
+    ) -> tuple[RegressorStats, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | int, np.ndarray,
+               np.ndarray | None]:
+        """The training cells of ``panel`` and everything per row except the features:
+        ``(stats, scale, z, i, t, shift, target, weight)``; ``i`` is sorted (series order).
+
+        Shared by the local fit and the Dask fit (engine.distributed), so both train on
+        exactly the same rows."""
+        spec = self.spec_
+        if stats is None:
+            stats = regressor_stats(panel, kinds=self.stats_.kinds)  # same feature layout as the full fit
+        scale = series_scale(panel, spec)
+        z = panel.y / scale[:, None]
+        z[panel.censored] = np.nan  # stock-out sales understate demand: not a target, not a lag
+        h = panel.n_hist
+        zi = z[:, :h]
+        i, t = np.nonzero(~np.isnan(zi))
+        keep = t > panel.start[i]
+        i, t = i[keep].astype(np.int32), t[keep].astype(np.int32)  # halves millions of row indices
+        if len(i) == 0:
+            raise InputError("No usable history to train on (every period is blank or a stock-out).", code="E109")
+        if self.max_train_rows and len(i) > self.max_train_rows:
+            i, t = _subsample(i, t, h - spec.year, self.max_train_rows, self.random_state)
+        target = zi[i, t].astype(np.float32)
+        if self.weighting == "scale":
+            w = scale[i] / scale.mean()
+        elif self.weighting == "sqrt":
+            w = np.sqrt(scale[i]) / np.sqrt(scale).mean()
+        else:
+            w = None
+        shift: np.ndarray | int
+        if self.strategy == "direct":
+            # One model for every horizon: each training row gets a random horizon and
+            # sees only what was known at its origin. Same row count as recursive.
+            shift = np.random.default_rng(self.random_state).integers(0, self.horizon_, size=len(i))
+            ok = t - shift - 1 >= panel.start[i]
+            i, t, shift, target = i[ok], t[ok], shift[ok], target[ok]
+            if w is not None:
+                w = w[ok]
+        else:
+            shift = 0
+        return stats, scale, z, i, t, shift, target, w
+
     def _forecast(
         self, panel: Panel, boosters: list[lgb.Booster], scale: np.ndarray, stats: RegressorStats,
-        H: int,
+        H: int, *, fill: bool = True,
     ) -> np.ndarray:
-        """Point forecasts ``[n, H]`` for the ``H`` columns after ``panel.n_hist``."""
+        """Point forecasts ``[n, H]`` for the ``H`` columns after ``panel.n_hist``.
+
+        ``fill=False`` skips filling missing future regressors: a caller forecasting a
+        slice of the series (engine.distributed) has filled them on the whole panel,
+        where the fill method is chosen."""
         spec = self.spec_
         panel = panel.extend(H)
-        fill_future_regressors(panel, stats, spec, H)  # stats: those the boosters were trained with
+        if fill:
+            fill_future_regressors(panel, stats, spec, H)  # stats: those the boosters were trained with
         h0 = panel.n_hist
         z = panel.y / scale[:, None]
         z[panel.censored] = np.nan
@@ -416,11 +435,7 @@ class DemandForecaster:
                 cums.update(z, h0 + step)
                 out[:, step] = p
         else:
-            cums = _Cums(z[:, :h0])
-            ii = np.tile(i, H)
-            steps = np.repeat(np.arange(H), n)
-            X = feature_matrix(panel, z, ii, h0 + steps, spec, stats, cums=cums, shift=steps, calendar=cal,
-                               direct=True)
+            X = _direct_rows(panel, z, stats, spec, H, cal)
             p = np.clip(boosters[0].predict(X), np.tile(lower, H), np.tile(upper, H))
             out[:, :] = p.reshape(H, n).T
         return out * scale[:, None]
@@ -432,6 +447,84 @@ class DemandForecaster:
         gain = sum(b.feature_importance("gain") for b in self.boosters_)
         return (pd.DataFrame({"feature": self.feature_names_, "gain": gain})
                 .sort_values("gain", ascending=False).reset_index(drop=True))
+
+
+    def contributions(self, horizon: int | None = None) -> pd.DataFrame:
+        """Why each forecast is what it is: additive SHAP contributions (LightGBM's
+        ``pred_contrib``) of every feature, summed into planner-sized groups -- each driver
+        (Temperature, CPI, Price, Promo ...), calendar and holidays, recent sales, and the
+        average level -- in units. One row per series, period and group; the groups of a row add
+        up to the model's point forecast (before clipping at zero).
+
+        Direct strategy only (the default): a recursive model's forecast also depends on
+        its own earlier forecasts, which SHAP on one step does not see.
+        """
+        self._check_fitted()
+        if self.strategy != "direct":
+            raise InputError("Driver contributions need the direct strategy (the default).", code="E110")
+        H = int(horizon or self.horizon_)
+        panel = _copy(self.panel_).extend(H)
+        fill_future_regressors(panel, self.stats_, self.spec_, H)
+        z = panel.y / self.scale_[:, None]
+        z[panel.censored] = np.nan
+        z[:, panel.n_hist:] = np.nan
+        X = _direct_rows(panel, z, self.stats_, self.spec_, H, column_calendar(panel, self.spec_))
+        contrib = self.boosters_[0].predict(X, pred_contrib=True)          # [n*H, F+1], scaled units
+        groups = _feature_groups(self.feature_names_, list(self.regressors_) + list(self.driver_columns_))
+        names = sorted(set(groups.values()) | {"Average level"})
+        G = np.zeros((contrib.shape[0], len(names)))
+        col = {g: k for k, g in enumerate(names)}
+        for f, g in groups.items():
+            G[:, col[g]] += contrib[:, self.feature_names_.index(f)]
+        G[:, col["Average level"]] += contrib[:, -1]   # the model's expected value
+        n = panel.n
+        scale = np.tile(self.scale_, H)
+        G *= scale[:, None]
+        dates = panel.dates()[panel.n_hist: panel.n_hist + H]
+        rows = np.arange(n * H)
+        series = np.tile(np.arange(n), H)
+        step = np.repeat(np.arange(H), n)
+        out = pd.DataFrame({
+            S.SKU: np.repeat(panel.keys[S.SKU].to_numpy()[series], len(names)),
+            S.LOCATION: np.repeat(panel.keys[S.LOCATION].to_numpy()[series], len(names)),
+            S.DATE: np.repeat(dates.to_numpy()[step], len(names)),
+            "period": np.repeat(step + 1, len(names)),
+            "driver": np.tile(np.asarray(names, dtype=object), len(rows)),
+            "contribution": G.reshape(-1),
+        })
+        return out
+
+
+def _feature_groups(features: Sequence[str], regressors: Sequence[str]) -> dict[str, str]:
+    """Feature -> the group a planner reads: a driver's name, calendar, or recent sales."""
+    out: dict[str, str] = {}
+    regs = sorted(set(regressors), key=len, reverse=True)  # "Price" after "FuelPrice"
+    for f in features:
+        low = f.lower()
+        name = next((r for r in regs if low.startswith(r.lower())), None)
+        if name is not None:
+            out[f] = name
+        elif low.startswith("hol_") or "holiday" in low:
+            out[f] = "Holidays"
+        elif low in ("location", "category", "age"):
+            out[f] = "Item and location"
+        elif any(k in low for k in ("lag", "roll", "mean", "std", "last_year", "same_", "nonzero", "growth",
+                                    "trend", "level", "ewm", "diff")):
+            out[f] = "Recent sales and seasonality"
+        elif any(k in low for k in ("week", "month", "day", "year", "quarter", "doy", "dow")):
+            out[f] = "Calendar"
+        else:
+            out[f] = "Other"
+    return out
+
+
+def _direct_rows(panel: Panel, z: np.ndarray, stats: RegressorStats, spec: Any, H: int, cal: Any) -> np.ndarray:
+    """Feature rows of every series and step 1..H after ``panel.n_hist`` (direct strategy)."""
+    n, h0 = panel.n, panel.n_hist
+    cums = _Cums(z[:, :h0])
+    ii = np.tile(np.arange(n), H)
+    steps = np.repeat(np.arange(H), n)
+    return feature_matrix(panel, z, ii, h0 + steps, spec, stats, cums=cums, shift=steps, calendar=cal, direct=True)
 
 
 # ---------------------------------------------------------------- helpers

@@ -41,6 +41,7 @@ class PlanBundle:
     policy: pd.DataFrame | None
     accuracy: pd.DataFrame
     purchases: pd.DataFrame | None = None
+    cube: Any = None   # backtest errors (engine.policy.ErrorCube): safety stock what-ifs from a cell
 
 
 @dataclass
@@ -140,7 +141,7 @@ def build_plan(
         "n_series_baseline": int((plan.drop_duplicates([S.SKU, S.LOCATION])["model_used"] != MODEL_NAME).sum()),
     }
     if store is not None:
-        version = store.save(meta["model_name"], PlanBundle(model, plan, policy, acc, purchases), meta)
+        version = store.save(meta["model_name"], PlanBundle(model, plan, policy, acc, purchases, cube), meta)
         meta["model_version"] = version.version
     meta["elapsed_seconds"] = round(time.perf_counter() - t0, 2)
     emit(progress, "forecast", 1, 1, "plan ready")

@@ -177,6 +177,7 @@ def fit_safety_stock(
     pattern: np.ndarray | None = None,
     method: str = "empirical",
     windows: np.ndarray | None = None,
+    only: np.ndarray | None = None,
 ) -> SafetyStockFit:
     """Safety stock per series of ``cube`` from its backtest errors.
 
@@ -186,7 +187,9 @@ def fit_safety_stock(
     per series); ``cycle_qty`` units per replenishment cycle (fill rate only);
     ``pattern`` the Syntetos-Boylan demand pattern per series (pools for the empirical
     method); ``windows`` restricts the errors to these backtest windows (0-based), e.g.
-    to leave the window being simulated out.
+    to leave the window being simulated out; ``only`` (boolean mask) computes the empirical
+    buffer for those series alone while still pooling the errors of all (a what-if on one
+    SKU-location from a cell).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
@@ -219,6 +222,8 @@ def fit_safety_stock(
     sigma_total = np.sqrt(np.square(sigma_p) + np.square(lt_part))
 
     use_emp = np.full(n, method == "empirical")
+    if only is not None:
+        use_emp &= np.asarray(only, dtype=bool)
     is_fill = tgt == "fill_rate"
     q = np.ones(n) if cycle_qty is None else np.asarray(cycle_qty, dtype=float)
 

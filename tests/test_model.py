@@ -191,3 +191,18 @@ def test_a_driver_that_only_starts_moving_late_does_not_break_training(weekly_pa
     out = model.predict(8)
     assert np.isfinite(out["P50"]).all()
     assert any("MarkDown" in f for f in model.feature_names_)
+
+
+def test_driver_contributions_add_up_to_the_forecast_and_show_the_promo(weekly_model, weekly_panel):
+    c = weekly_model.contributions(12)
+    total = c.groupby(["SKU", "Location", "Date"])["contribution"].sum().reset_index()
+    m = total.merge(weekly_model.predict(12), on=["SKU", "Location", "Date"])
+    np.testing.assert_allclose(m["contribution"], m["point"], rtol=1e-6, atol=1e-6)
+    assert {"Temperature", "Promo", "Price", "Average level", "Holidays"} <= set(c["driver"])
+    # promoted future weeks: the Promo group pushes the forecast up
+    fut = weekly_panel.future
+    promo = c[c["driver"] == "Promo"].merge(fut[["SKU", "Location", "Date", "Promo"]],
+                                           on=["SKU", "Location", "Date"])
+    assert promo.loc[promo["Promo"] == 1, "contribution"].mean() > 0
+    assert promo.loc[promo["Promo"] == 1, "contribution"].mean() > promo.loc[promo["Promo"] == 0,
+                                                                            "contribution"].mean()

@@ -1,0 +1,170 @@
+"""The warm plan cache behind the Excel functions.
+
+The xlwings UDF server re-imports the UDF module (``addin.udfs``) when it changes; this
+module is not listed in "UDF Modules", so the loaded plans survive those reloads. A plan
+is loaded once from the verified model store and indexed for lookups that take
+microseconds, and replaced when the store's ``LATEST`` pointer of that model changes
+(checked at most once a second, so 10,000 cells do not stat 10,000 times).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from engine.errors import InputError, Problem
+
+__all__ = ["PlanEntry", "plan_for", "clear", "CHECK_EVERY_S"]
+
+_log = logging.getLogger(__name__)
+
+#: How often a cached plan checks the store for a newer version (seconds).
+CHECK_EVERY_S = 1.0
+_LOCK = threading.Lock()
+_CACHE: dict[tuple[str, str], "PlanEntry"] = {}
+
+
+@dataclass
+class PlanEntry:
+    """One model's published plan, indexed for cell lookups."""
+
+    name: str
+    version: int
+    metadata: dict[str, Any]
+    bundle: Any
+    stamp: float                                   # mtime of the store's LATEST file when loaded
+    checked: float                                 # last time the stamp was compared
+    forecast: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict)
+    locations: dict[str, list[str]] = field(default_factory=dict)
+    periods: list[Any] = field(default_factory=list)
+    policy: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    accuracy: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    extra: dict[Any, Any] = field(default_factory=dict)  # lazily computed: other quantiles, drivers ...
+
+    def key(self, sku: Any, location: Any, *, what: str) -> tuple[str, str]:
+        """Resolve (SKU, Location); a blank location is fine when the SKU has only one."""
+        s = _text(sku)
+        if not s:
+            raise InputError("sku is blank. Fix: give a SKU code, e.g. \"SKU-001\".", code="E110")
+        locs = self.locations.get(s)
+        if locs is None:
+            near = [k for k in self.locations if k.casefold() == s.casefold()]
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise InputError(f"SKU {s!r} is not in the plan of model {self.name}{hint}. Fix: check the code, "
+                             "or refresh the plan if it is new.", code="E106")
+        loc = _text(location)
+        if not loc:
+            if len(locs) == 1:
+                return s, locs[0]
+            raise InputError(f"SKU {s} is planned at {len(locs)} locations ({', '.join(locs[:4])}"
+                             f"{'...' if len(locs) > 4 else ''}). Fix: give the location for {what}.",
+                             code="E110")
+        if loc not in locs:
+            raise InputError(f"SKU {s} has no plan at location {loc!r} (it has {', '.join(locs[:4])}). "
+                             "Fix: check the location.", code="E106")
+        return s, loc
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if np.isnan(v):
+            return ""
+        if v.is_integer():
+            v = int(v)  # Excel passes 1001 as 1001.0: SKU "1001"
+    return str(v).strip()
+
+
+def _index(entry: PlanEntry) -> None:
+    b = entry.bundle
+    plan = b.plan.sort_values(["SKU", "Location", "Period"], kind="stable")
+    qcols = [c for c in plan.columns if c.startswith("P") and c[1:].replace(".", "").isdigit()]
+    entry.periods = sorted(plan["Period"].unique())
+    for (sku, loc), g in plan.groupby(["SKU", "Location"], sort=False):
+        entry.forecast[(str(sku), str(loc))] = {q: g[q].to_numpy(dtype=float) for q in qcols}
+        entry.locations.setdefault(str(sku), []).append(str(loc))
+    if getattr(b, "policy", None) is not None:
+        for rec in b.policy.to_dict("records"):
+            entry.policy[(str(rec["SKU"]), str(rec["Location"]))] = rec
+    if getattr(b, "accuracy", None) is not None:
+        for rec in b.accuracy.to_dict("records"):
+            entry.accuracy[(str(rec["SKU"]), str(rec["Location"]))] = rec
+
+
+def default_model(store: Any) -> str:
+    """The model cells use when the workbook names none: $PLANCELL_MODEL, else the most
+    recently saved model in the store."""
+    env = os.environ.get("PLANCELL_MODEL")
+    if env:
+        return env
+    names = store.names()
+    if not names:
+        raise InputError("No trained plan yet. Fix: press Refresh Plan (or run plancell refresh) first.",
+                         [Problem("Settings", "no model in the store", "refresh the plan", code="E201")],
+                         code="E201")
+    latest = max(names, key=lambda n: _stamp(store, n))
+    return latest
+
+
+def _stamp(store: Any, safe_name: str) -> float:
+    try:
+        return (Path(store.root) / safe_name / "LATEST").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def plan_for(name: str | None = None, *, store: Any = None) -> PlanEntry:
+    """The cached plan of model ``name`` (default: :func:`default_model`), reloaded when
+    the store has a newer version."""
+    from engine.store import safe_model_name
+
+    store = store or _default_store()
+    name = name or default_model(store)
+    key = (str(store.root), name)
+    now = time.monotonic()
+    entry = _CACHE.get(key)
+    if entry is not None and now - entry.checked < CHECK_EVERY_S:
+        return entry
+    safe = safe_model_name(name)
+    stamp = _stamp(store, safe)
+    if entry is not None and stamp == entry.stamp:
+        entry.checked = now
+        return entry
+    with _LOCK:
+        bundle, meta = store.load(name)   # verified: refuses files this installation did not write
+        if not hasattr(bundle, "plan"):
+            raise InputError(f"Model {name!r} was saved by an older Plancell without its plan. Fix: press "
+                             "Refresh Plan once.", code="E201")
+        entry = PlanEntry(name=name, version=int(meta.get("version", 0)), metadata=meta, bundle=bundle,
+                          stamp=stamp, checked=now)
+        _index(entry)
+        _CACHE[key] = entry
+        _log.info("plan cache: loaded %s v%s (%d series)", name, entry.version, len(entry.forecast))
+    return entry
+
+
+_STORE: Any = None
+
+
+def _default_store() -> Any:
+    global _STORE
+    from engine.store import ModelStore
+
+    home = os.environ.get("PLANCELL_HOME")
+    if _STORE is None or getattr(_STORE, "_home_env", None) != home:
+        _STORE = ModelStore()
+        _STORE._home_env = home
+    return _STORE
+
+
+def clear() -> None:
+    """Forget every cached plan (tests; a planner never needs it)."""
+    with _LOCK:
+        _CACHE.clear()
