@@ -20,7 +20,7 @@ from engine.errors import InputError, PlancellError, Problem
 
 from .port import WorkbookPort
 from .sheets import (
-    PLAN_HEADERS, Note, Pairs, Sheet, TableBlock, Title, accuracy_sheet, plan_sheet, purchases_sheet,
+    PLAN_HEADERS, Note, Pairs, Sheet, TableBlock, Title, accuracy_sheet, charts_sheet, plan_sheet, purchases_sheet,
 )
 
 __all__ = ["ACTIONS", "dispatch", "refresh", "publish", "status", "read_plan_settings", "model_name_for"]
@@ -28,7 +28,7 @@ __all__ = ["ACTIONS", "dispatch", "refresh", "publish", "status", "read_plan_set
 _log = logging.getLogger(__name__)
 
 #: Output sheets refresh writes, in order.
-OUTPUT_SHEETS = ("Plan", "Accuracy", "Purchases")
+OUTPUT_SHEETS = ("Plan", "Accuracy", "Purchases", "Charts")
 _SNAPSHOT = re.compile(r"^Plan (\d{4})-(\d{2}) v(\d+)$")
 
 
@@ -98,6 +98,8 @@ def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None
     port.write_sheet(accuracy_sheet(result.backtest.overall, result.accuracy), after="Plan")
     if result.purchases is not None:
         port.write_sheet(purchases_sheet(result.purchases, settings.budget), after="Accuracy")
+    history = data.sales[data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]]
+    port.write_sheet(charts_sheet(history, result.plan), after="Purchases")
     port.save()
     port.status(None)
     return {"model": name, "version": result.metadata.get("model_version"), "result": result,

@@ -241,6 +241,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             out_dir / _DEMO_FILE, sales=sales, drivers=drivers, items=items, plan=result.plan,
             accuracy=result.accuracy, metadata=result.metadata, summary=result.backtest.overall,
             policy=result.policy, purchases=result.purchases, budget=args.budget,
+            history=data.sales[data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]],
         )
     elapsed = time.perf_counter() - tic
 
@@ -262,7 +263,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"  inventory         {_inventory_line(result.policy, result.purchases)}",
         f"  model saved       {meta.get('model_name')} v{meta.get('model_version')} in {store.root}",
         f"  elapsed           {elapsed:.1f} s",
-        "Open it in Excel: sheets Plan (inventory policy + forecast), Accuracy, Purchases, Sales, Drivers, Items.",
+        "Open it in Excel: sheets Plan (inventory policy + forecast), Accuracy, Purchases, Charts, Sales, "
+        "Drivers, Items.",
     ]
     print("\n".join(lines))
     return _EXIT_OK

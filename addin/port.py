@@ -96,6 +96,33 @@ class OpenpyxlSink:
     def freeze(self, row: int) -> None:
         self.ws.freeze_panes = f"A{row + 1}"
 
+    def chart(self, chart: Any, *, first: int, last: int, anchor: tuple[int, int]) -> None:
+        from openpyxl.chart import LineChart, Reference
+        from openpyxl.utils import get_column_letter
+
+        def ref(col: int, *, title: bool) -> Any:
+            return Reference(self.ws, min_col=col + 1, max_col=col + 1, min_row=first if title else first + 1,
+                             max_row=last + 1)
+
+        ch = LineChart()
+        for col in (chart.lo, chart.hi, *(c for c, _ in chart.lines)):
+            ch.add_data(ref(col, title=True), titles_from_data=True)
+        ch.set_categories(ref(chart.x, title=False))
+        for k, srs in enumerate(ch.series):
+            srs.smooth = False
+            if k < 2:
+                srs.graphicalProperties.line.dashStyle = "dash"
+                srs.graphicalProperties.line.solidFill = "5B9BD5"
+            else:
+                srs.graphicalProperties.line.solidFill = ("404040", "C00000")[(k - 2) % 2]
+                srs.graphicalProperties.line.width = 25400   # 2 pt in EMU
+        ch.title = chart.title
+        ch.y_axis.delete = False
+        ch.x_axis.delete = False
+        ch.x_axis.number_format = "yyyy-mm"
+        ch.width, ch.height = 15, 8
+        self.ws.add_chart(ch, f"{get_column_letter(anchor[1] + 1)}{anchor[0] + 1}")
+
 
 class FileBook:
     """A workbook file. Reads tables with their cached values; writes output sheets in place.
@@ -200,6 +227,7 @@ class _BufferSink:
         self.tables: list[tuple[str, int, int, int, int, list[str]]] = []
         self.widths: dict[int, float] = {}
         self.freeze_row: int | None = None
+        self.charts: list[tuple[Any, int, int, tuple[int, int]]] = []
 
     def cell(self, row: int, col: int, value: Any, kind: str | None = None, style: str | None = None) -> None:
         if value is None:
@@ -225,6 +253,9 @@ class _BufferSink:
 
     def freeze(self, row: int) -> None:
         self.freeze_row = row
+
+    def chart(self, chart: Any, *, first: int, last: int, anchor: tuple[int, int]) -> None:
+        self.charts.append((chart, first, last, anchor))
 
     def matrix(self) -> list[list[Any]]:
         if not self.cells:
@@ -308,6 +339,14 @@ class XlwingsBook:
                           table_style_name="TableStyleMedium2", has_headers=True)
         for col, w in buf.widths.items():
             ws.range((1, col + 1)).column_width = w
+        for chart, first, last, anchor in buf.charts:
+            # Live Excel gets a plain line chart of the series' block (actual, P10, band, P50);
+            # the shaded band is drawn in files (openpyxl / XlsxWriter), checked only there.
+            cols = [chart.lo, chart.hi] + [c for c, _ in chart.lines]
+            top_left = ws.range((anchor[0] + 1, anchor[1] + 1))
+            ch = ws.charts.add(left=top_left.left, top=top_left.top, width=640, height=300)
+            ch.chart_type = "line"
+            ch.set_source_data(ws.range((first, min(cols) + 1), (last + 1, max(cols) + 1)))
 
     def status(self, message: str | None) -> None:
         # False hands the status bar back to Excel

@@ -24,7 +24,8 @@ import pandas as pd
 from .safe import safe_text
 
 __all__ = [
-    "Sheet", "Title", "Note", "Pairs", "Grid", "TableBlock", "Sink", "render", "number_format",
+    "Sheet", "Title", "Note", "Pairs", "Grid", "TableBlock", "ChartData", "BandChart", "Sink", "render",
+    "number_format", "charts_sheet",
     "FORMATS", "plan_sheet", "accuracy_sheet", "purchases_sheet", "table_sheet", "display",
     "PLAN_HEADERS", "ACCURACY_HEADERS", "POLICY_HEADERS", "PURCHASE_HEADERS",
 ]
@@ -136,6 +137,31 @@ class TableBlock:
 
 
 @dataclass
+class BandChart:
+    """A native line chart: actuals and the P50 forecast as solid lines between dashed P10
+    and P90 lines (the band). Plain line series render the same in Excel and LibreOffice,
+    where stacked-area bands drew a second value axis.
+
+    Columns are positions in the :class:`ChartData` frame: ``x`` the periods; ``lo``, ``hi``
+    the P10 and P90; ``lines`` (column, name) pairs drawn solid."""
+
+    title: str
+    x: int
+    lo: int
+    hi: int
+    lines: list[tuple[int, str]]
+
+
+@dataclass
+class ChartData:
+    """A block of chart data (written as plain cells) and the charts drawn from it, placed
+    to the right of the data."""
+
+    frame: pd.DataFrame
+    charts: list[BandChart]
+
+
+@dataclass
 class Sheet:
     name: str
     blocks: list[Any]
@@ -150,6 +176,7 @@ class Sink(Protocol):
               kinds: list[str | None]) -> None: ...
     def width(self, col: int, width: float) -> None: ...
     def freeze(self, row: int) -> None: ...
+    def chart(self, chart: BandChart, *, first: int, last: int, anchor: tuple[int, int]) -> None: ...
 
 
 def _is_missing(value: Any) -> bool:
@@ -256,6 +283,26 @@ def render(sheet: Sheet, sink: Sink, *, first_row: int = 0) -> dict[str, tuple[i
             if block.freeze and freeze_at is None:
                 freeze_at = top + 1
             r = bottom + 2
+        elif isinstance(block, ChartData):
+            # Charts first (one under the other, 16 rows each), their data underneath: the
+            # planner sees the pictures without scrolling sideways.
+            top = r + 16 * len(block.charts) + 1
+            df = block.frame
+            headers = [safe_text(str(c)) for c in df.columns]
+            sink.cell(top - 1, 0, "Chart data", style="label")
+            for c, h in enumerate(headers):
+                sink.cell(top, c, h, style="header")
+                grow(c, min(len(h) + 1, 24))
+            for i, values in enumerate(df.itertuples(index=False, name=None)):
+                for c, v in enumerate(values):
+                    val = cell_value(v)
+                    if val is not None:
+                        sink.cell(top + 1 + i, c, val, kind="quantity" if isinstance(val, float) else None)
+                        grow(c, _display_width(val))
+            first, last = top + 1, top + len(df)
+            for k, chart in enumerate(block.charts):
+                sink.chart(chart, first=first, last=last, anchor=(r + 16 * k, 0))
+            r = last + 2
         else:
             raise TypeError(f"unknown block {block!r}")
     for c, w in widths.items():
@@ -390,3 +437,33 @@ def purchases_sheet(purchases: pd.DataFrame, budget: float | None) -> Sheet:
 def table_sheet(name: str, frame: pd.DataFrame) -> Sheet:
     """A sheet holding one Excel table named like the sheet (Sales, Drivers, Items ...)."""
     return Sheet(name, [TableBlock(name, frame, freeze=True)])
+
+
+def charts_sheet(history: pd.DataFrame, plan: pd.DataFrame, *, n_series: int = 4, n_history: int = 52,
+                 point: str = "P50") -> Sheet:
+    """History plus forecast band of the ``n_series`` largest SKU-locations (by forecast volume):
+    one native chart each, drawn from a data block on the same sheet."""
+    plan_df = plan.rename(columns={"Date": "Period"})
+    top = (plan_df.groupby(["SKU", "Location"], sort=False)[point].sum().sort_values(ascending=False)
+           .head(n_series).index.tolist())
+    periods = sorted(plan_df["Period"].unique())
+    hist = history.rename(columns={"Period": "Date"})
+    last_dates = sorted(hist["Date"].unique())[-n_history:]
+    axis = list(last_dates) + [p for p in periods if p not in set(last_dates)]
+    frame = pd.DataFrame({"Period": pd.to_datetime(axis)})
+    charts: list[BandChart] = []
+    for sku, loc in top:
+        label = f"{sku} {loc}".strip()
+        h = hist[(hist["SKU"] == sku) & (hist["Location"] == loc)].set_index("Date")["Qty"]
+        f = plan_df[(plan_df["SKU"] == sku) & (plan_df["Location"] == loc)].set_index("Period")
+        c0 = len(frame.columns)
+        frame[f"{label} actual"] = frame["Period"].map(h).astype(float)
+        frame[f"{label} P10"] = frame["Period"].map(f["P10"]).astype(float) if "P10" in f else np.nan
+        frame[f"{label} P90"] = frame["Period"].map(f["P90"]).astype(float) if "P90" in f else np.nan
+        frame[f"{label} P50"] = frame["Period"].map(f[point]).astype(float)
+        charts.append(BandChart(f"{label}: history and forecast (P10-P90 band)", x=0, lo=c0 + 1, hi=c0 + 2,
+                                lines=[(c0, "Actual"), (c0 + 3, "Forecast P50")]))
+    return Sheet("Charts", [Title("History and forecast, largest SKU-locations"),
+                            Note("Dashed lines: P10 and P90 (8 in 10 outcomes expected between them). Values only; "
+                                 "the charts need no add-in."),
+                            ChartData(frame, charts)])

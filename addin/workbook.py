@@ -23,8 +23,8 @@ import pandas as pd
 from engine.errors import InputError, Problem, TransientError
 
 from .sheets import (
-    ACCURACY_HEADERS, FORMATS, PLAN_HEADERS, POLICY_HEADERS, PURCHASE_HEADERS, accuracy_sheet, plan_sheet,
-    purchases_sheet, render, table_sheet,
+    ACCURACY_HEADERS, FORMATS, PLAN_HEADERS, POLICY_HEADERS, PURCHASE_HEADERS, accuracy_sheet, charts_sheet,
+    plan_sheet, purchases_sheet, render, table_sheet,
 )
 
 __all__ = ["write_plan_workbook", "read_tables", "PLAN_HEADERS", "ACCURACY_HEADERS", "POLICY_HEADERS",
@@ -86,6 +86,22 @@ class XlsxWriterSink:
     def freeze(self, row: int) -> None:
         self.ws.freeze_panes(row, 0)
 
+    def chart(self, chart: Any, *, first: int, last: int, anchor: tuple[int, int]) -> None:
+        name = self.ws.get_name()
+        x = [name, first, chart.x, last, chart.x]
+        ch = self.wb.add_chart({"type": "line"})
+        for col, label, line in ((chart.lo, "P10", {"color": "#5B9BD5", "dash_type": "dash", "width": 1}),
+                                 (chart.hi, "P90", {"color": "#5B9BD5", "dash_type": "dash", "width": 1}),
+                                 *((c, lab, {"color": ("#404040", "#C00000")[k % 2], "width": 2})
+                                   for k, (c, lab) in enumerate(chart.lines))):
+            ch.add_series({"name": label, "categories": x, "values": [name, first, col, last, col], "line": line,
+                           "marker": {"type": "none"}})
+        ch.set_title({"name": chart.title, "name_font": {"size": 11}})
+        ch.set_legend({"position": "bottom"})
+        ch.set_x_axis({"num_format": "yyyy-mm", "date_axis": True})
+        ch.set_size({"width": 560, "height": 300})
+        self.ws.insert_chart(anchor[0], anchor[1], ch)
+
 
 def _temp_path(path: Path) -> Path:
     # Same directory so os.replace is an atomic rename; a dot name keeps it out of sight.
@@ -106,6 +122,8 @@ def write_plan_workbook(
     purchases: pd.DataFrame | None = None,
     budget: float | None = None,
     settings: pd.DataFrame | None = None,
+    history: pd.DataFrame | None = None,
+    extra_sheets: list[Any] | None = None,
 ) -> Path:
     """Write the plan workbook (sheets Plan, Accuracy, Purchases, Sales, Drivers, Items,
     Settings) atomically.
@@ -126,6 +144,9 @@ def write_plan_workbook(
     sheets = [plan_sheet(plan, metadata, policy=policy), accuracy_sheet(summary, accuracy)]
     if purchases is not None:
         sheets.append(purchases_sheet(purchases, budget))
+    sheets.extend(extra_sheets or [])
+    if history is not None:
+        sheets.append(charts_sheet(history, plan))
     for name, df in (("Sales", sales), ("Drivers", drivers), ("Items", items), ("Settings", settings)):
         if df is not None:
             sheets.append(table_sheet(name, df))

@@ -245,6 +245,8 @@ def safety_stock(
     Units: ``mean_demand``, ``sd_demand`` in units per period; ``lead_time``,
     ``sd_lead_time``, ``review_period`` in periods (or durations with units, converted to
     ``period``). The review period R is added to the protection interval (periodic review).
+    With no variability at all (sigma = 0) the safety stock is 0 for either target; the
+    fill-rate answer is continuous and non-decreasing in the risk for any sigma > 0.
     Worked example: d = 2,500/week, sd 500, L = 2 weeks, CSL 90 % -> 906 units.
     References: Silver, Pyke & Thomas (2017) sections 6.7-6.9, 7.2; Chopra & Meindl ch. 12.
     """

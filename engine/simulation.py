@@ -18,6 +18,11 @@ position (net stock + pipeline) is raised to S_t; an order placed at t with lead
 arrives at the start of t + L; then demand of period t is served. The replenishment cycle
 of the order placed at review t is the R periods [t + L, t + L + R): a stock-out in those
 periods is charged to it (Silver, Pyke & Thomas 2017, section 7.2).
+
+:func:`run_inventory` is the period loop itself, from any starting state (on hand, orders
+in transit), for (R, S) and (s, S) policies: the replay above starts it in steady state,
+the S&OE projection (:mod:`engine.projection`) and the scenario Monte Carlo
+(:mod:`engine.scenarios`) start it from today's stock and open orders.
 """
 
 from __future__ import annotations
@@ -25,16 +30,16 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import schema as S
-from .inventory import round_to_pack
 from .policy import ErrorCube, fit_safety_stock
 
-__all__ = ["SimulationResult", "simulate_order_up_to", "ReplayResult", "replay_backtest"]
+__all__ = ["SimulationResult", "simulate_order_up_to", "InventoryRun", "run_inventory", "ReplayResult",
+           "replay_backtest"]
 
 _log = logging.getLogger(__name__)
 
@@ -112,34 +117,13 @@ def simulate_order_up_to(
     for j in range(int(L.max(initial=0))):
         arrivals[:, j] = np.where(j < L, f[:, j], 0.0)
     pipeline = arrivals.sum(axis=1)
-    net = level[:, 0] - pipeline
-    net_end = np.empty((n, T))
-    unmet = np.empty((n, T))
-    on_hand = np.empty((n, T))
-    for t in range(T):
-        got = arrivals[:, t]
-        net = net + got
-        pipeline = pipeline - got
-        review = (t % R) == 0
-        ip = net + pipeline
-        want = np.where(review, np.maximum(level[:, t] - ip, 0.0), 0.0)
-        if moq is not None or multiple is not None:
-            want = round_to_pack(want, moq=0 if moq is None else moq, multiple=1 if multiple is None else multiple)
-        if want.any():
-            lt = L if not sdl.any() else np.maximum(0, np.rint(L + sdl * lt_noise[:, t])).astype(np.int64)
-            lt = np.minimum(lt, horizon_pad - 1 - t)
-            now = (lt == 0) & (want > 0)
-            net = net + np.where(now, want, 0.0)
-            later = (lt > 0) & (want > 0)
-            arrivals[rows[later], t + lt[later]] += want[later]
-            pipeline = pipeline + np.where(later, want, 0.0)
-        d = y[:, t]
-        avail_stock = np.maximum(net, 0.0)
-        served = np.minimum(d, avail_stock)
-        unmet[:, t] = d - served
-        net = net - (served if lost_sales else d)
-        net_end[:, t] = net
-        on_hand[:, t] = np.maximum(net, 0.0)
+    run = run_inventory(
+        y, net=level[:, 0] - pipeline, arrivals=arrivals, pipeline=pipeline, level=level,
+        review=(np.arange(T)[None, :] % R[:, None]) == 0, lead_time=L,
+        lead_noise=lt_noise if sdl.any() else None, sd_lead_time=sdl, lost_sales=lost_sales, moq=moq,
+        multiple=multiple,
+    )
+    net_end, unmet, on_hand = run.net_end, run.unmet, run.on_hand
 
     # Cycle of the review at t: periods [t + L, t + L + R); evaluated when t + P <= T.
     stockout = (unmet > 0) if lost_sales else (net_end < -1e-9)
@@ -157,6 +141,152 @@ def simulate_order_up_to(
     mean_on_hand = np.where(evaluated, on_hand, 0.0).sum(axis=1) / np.maximum(evaluated.sum(axis=1), 1)
     return SimulationResult(n_blocks.astype(np.int64), stockout_cycles.astype(np.int64), demand,
                             served_total, mean_on_hand)
+
+
+@dataclass
+class InventoryRun:
+    """Per-row outcome of :func:`run_inventory` (arrays of length n; the [n, T] arrays only when recorded)."""
+
+    demand: np.ndarray           # units demanded over the run
+    served: np.ndarray           # units served from stock
+    first_stockout: np.ndarray   # first period with unmet demand (lost sales) or a backlog; -1 if none
+    stockout_periods: np.ndarray  # periods with a stock-out
+    mean_on_hand: np.ndarray     # average physical stock at period end (units)
+    end_on_hand: np.ndarray      # physical stock after the last period
+    ordered: np.ndarray          # units ordered during the run
+    cycles: np.ndarray           # receipt cycles: stretches between two receipts (first from the start)
+    stockout_cycles: np.ndarray  # of which with a stock-out
+    net_end: np.ndarray | None = None   # [n, T] net stock at period end (negative = backlog)
+    unmet: np.ndarray | None = None     # [n, T] demand not served from stock in the period
+    on_hand: np.ndarray | None = None   # [n, T] physical stock at period end
+
+
+def run_inventory(
+    demand: np.ndarray,
+    *,
+    net: np.ndarray,
+    arrivals: np.ndarray,
+    pipeline: np.ndarray,
+    level: np.ndarray,
+    lead_time: np.ndarray,
+    review: np.ndarray | None = None,
+    reorder_point: np.ndarray | None = None,
+    lead_noise: np.ndarray | None = None,
+    sd_lead_time: np.ndarray | None = None,
+    extra_lead: np.ndarray | None = None,
+    lost_sales: bool = False,
+    moq: np.ndarray | None = None,
+    multiple: np.ndarray | None = None,
+    record: bool = True,
+    period_major: bool = False,
+) -> InventoryRun:
+    """Run ``n`` inventory systems for ``T`` periods from a given state (the shared engine of
+    :func:`simulate_order_up_to` and the scenario Monte Carlo, :mod:`engine.scenarios`).
+
+    ``demand`` [n, T]; ``net`` starting net stock [n]; ``arrivals`` [n, W >= T] receipts
+    already scheduled per period (changed in place: the run's own orders are added);
+    ``pipeline`` [n] units on order, including receipts due after W; ``level`` the
+    order-up-to level, [n] or [n, T]; ``lead_time`` periods [n] (may be fractional);
+    ``review`` [n, T] periods with a review (default every period); ``reorder_point`` [n]:
+    order only when the inventory position is at or below it (an (s, S) policy; None for
+    (R, S)); ``lead_noise`` [n, T] standard normal draws and ``sd_lead_time`` [n] periods
+    give each order the lead time max(0, round(L + extra + sd * noise)); ``extra_lead``
+    [n, T] periods added to orders placed in that period (a supplier delay). Orders that
+    would arrive after W are kept in the pipeline but never arrive. ``period_major``: the
+    [n, .] inputs (and the recorded outputs) are given transposed, [T, n] and [W, n], which
+    saves a copy of each when the caller can build them that way.
+    """
+    def pm(a: Any) -> np.ndarray:
+        """Period-major and contiguous: each step then reads one row, not a strided column."""
+        return np.ascontiguousarray(a if period_major else np.asarray(a).T)
+
+    yT = pm(demand) if np.asarray(demand).dtype.kind == "f" else pm(np.asarray(demand, dtype=float))
+    T, n = yT.shape
+    arrT = arrivals if period_major else np.ascontiguousarray(arrivals.T)
+    W = arrT.shape[0]
+    reviewT = None if review is None else pm(np.broadcast_to(review, (T, n) if period_major else (n, T)))
+    noiseT = None if lead_noise is None or sd_lead_time is None else pm(lead_noise)
+    extraT = None if extra_lead is None else pm(np.broadcast_to(extra_lead, (T, n) if period_major else (n, T)))
+    net = np.array(net, dtype=float).reshape(n)
+    pipeline = np.array(pipeline, dtype=float).reshape(n)
+    L = np.asarray(lead_time, dtype=float).reshape(n)
+    sdl = None if sd_lead_time is None else np.asarray(sd_lead_time, dtype=float).reshape(n)
+    lvl = np.asarray(level, dtype=float)
+    lvlT = pm(lvl) if lvl.ndim == 2 else None
+    s_pt = None if reorder_point is None else np.asarray(reorder_point, dtype=float).reshape(n)
+    pack = moq is not None or multiple is not None
+    if pack:
+        # round_to_pack's rules, with its argument cleaning done once instead of every period
+        moq_a = np.broadcast_to(np.nan_to_num(np.asarray(0 if moq is None else moq, dtype=float), nan=0.0), (n,))
+        mult_a = np.nan_to_num(np.asarray(1 if multiple is None else multiple, dtype=float), nan=1.0)
+        mult_a = np.broadcast_to(np.where(mult_a > 0, mult_a, 1.0), (n,))
+    rows = np.arange(n)
+    served_tot = np.zeros(n)
+    ordered = np.zeros(n)
+    on_hand_sum = np.zeros(n)
+    first = np.full(n, -1, dtype=np.int64)
+    so_periods = np.zeros(n, dtype=np.int64)
+    cycles = np.zeros(n, dtype=np.int64)
+    so_cycles = np.zeros(n, dtype=np.int64)
+    in_cycle_so = np.zeros(n, dtype=bool)
+    if record:
+        net_end, unmet_all, on_hand_all = np.empty((T, n)), np.empty((T, n)), np.empty((T, n))
+    for t in range(T):
+        got = arrT[t]
+        net += got
+        pipeline -= got
+        ip = net + pipeline
+        want = (lvlT[t] if lvlT is not None else lvl) - ip
+        np.maximum(want, 0.0, out=want)
+        if reviewT is not None:
+            want[~reviewT[t]] = 0.0
+        if s_pt is not None:
+            want[ip > s_pt] = 0.0
+        if pack:
+            q = np.where(want > 0, np.maximum(want, moq_a), 0.0)
+            want = np.ceil(np.round(q / mult_a, 9)) * mult_a
+        received = got > 0
+        placed = want > 0
+        if placed.any():
+            lt_f = L if extraT is None else L + extraT[t]
+            if noiseT is not None:
+                lt_f = lt_f + sdl * noiseT[t]
+            lt = np.maximum(0, np.rint(lt_f)).astype(np.int64)
+            ordered += want
+            now = (lt == 0) & placed
+            net += np.where(now, want, 0.0)
+            received |= now
+            later = (lt > 0) & placed
+            fits = later & (t + lt < W)
+            arrT[t + lt[fits], rows[fits]] += want[fits]
+            pipeline += np.where(later, want, 0.0)
+        # A receipt closes the running cycle; the first cycle starts at period 0.
+        if t > 0:
+            cycles += received
+            so_cycles += received & in_cycle_so
+            in_cycle_so &= ~received
+        d = yT[t]
+        served = np.minimum(d, np.maximum(net, 0.0))
+        net -= served if lost_sales else d
+        out = (served < d) if lost_sales else (net < -1e-9)
+        first[(first < 0) & out] = t
+        so_periods += out
+        in_cycle_so |= out
+        served_tot += served
+        oh = np.maximum(net, 0.0)
+        on_hand_sum += oh
+        if record:
+            net_end[t], unmet_all[t], on_hand_all[t] = net, d - served, oh
+    cycles += 1
+    so_cycles += in_cycle_so
+    if not period_major:
+        arrivals[:] = arrT.T
+    run = InventoryRun(yT.sum(axis=0, dtype=float), served_tot, first, so_periods, on_hand_sum / max(T, 1),
+                       np.maximum(net, 0.0), ordered, cycles, so_cycles)
+    if record:
+        run.net_end, run.unmet, run.on_hand = (net_end, unmet_all, on_hand_all) if period_major else \
+            (net_end.T, unmet_all.T, on_hand_all.T)
+    return run
 
 
 @dataclass
