@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,9 +22,11 @@ from engine.errors import InputError, PlancellError, Problem
 from .port import WorkbookPort
 from .sheets import (
     PLAN_HEADERS, Note, Pairs, Sheet, TableBlock, Title, accuracy_sheet, charts_sheet, plan_sheet, purchases_sheet,
+    snapshot_sheet,
 )
 
-__all__ = ["ACTIONS", "dispatch", "refresh", "publish", "status", "read_plan_settings", "model_name_for"]
+__all__ = ["ACTIONS", "dispatch", "refresh", "check", "scenario", "publish", "status", "read_plan_settings",
+           "model_name_for"]
 
 _log = logging.getLogger(__name__)
 
@@ -125,7 +128,6 @@ def publish(port: WorkbookPort, *, now: _dt.datetime | None = None) -> str:
     keep = ("Model", "Model version", "Trained at", "Data fingerprint", "Plancell version", "Frequency",
             "Horizon (periods)", "Series")
     items: list[tuple[str, Any]] = [(k, prov.get(k)) for k in keep if k in prov]
-    blocks: list[Any] = [Title(f"Plancell plan snapshot {month} v{version}")]
     policy = tables.get("Policy", (None, 0))[0]
     if policy is not None and "Service level" in policy.columns and len(policy):
         levels = pd.to_numeric(policy["Service level"], errors="coerce").dropna()
@@ -134,18 +136,14 @@ def publish(port: WorkbookPort, *, now: _dt.datetime | None = None) -> str:
             items.append(("Service targets", f"{target} {100 * levels.min():.0f}%-{100 * levels.max():.0f}% "
                                              f"(mean {100 * levels.mean():.1f}%)"))
     items += [("Published at", now.isoformat(timespec="seconds")), ("Published from", port.name)]
-    blocks += [Pairs(items), Note("Published snapshot: values only, frozen at publication. It needs no add-in "
-                                  "and is not changed by later refreshes.")]
-    if policy is not None:
-        blocks += [Title("Inventory policy"), TableBlock(f"Policy_{tag}", policy, freeze=True)]
     plan_df = tables["Plan"][0]
     missing = [h for h in PLAN_HEADERS[:6] if h not in plan_df.columns]
     if missing:
         raise InputError(f"The Plan table lacks the columns {', '.join(missing)}.",
                          [Problem("Plan", f"columns {', '.join(missing)} missing", "press Refresh Plan to rewrite it",
                                   code="E101")], code="E101")
-    blocks += [Title("Forecast"), TableBlock(f"Plan_{tag}", plan_df, freeze=policy is None)]
-    port.write_sheet(Sheet(name, blocks, widths={0: 18, 1: 28}), after=port.sheet_names()[-1])
+    sheet = snapshot_sheet(name, f"Plancell plan snapshot {month} v{version}", tag, items, plan_df, policy)
+    port.write_sheet(sheet, after=port.sheet_names()[-1])
     port.save()
     return name
 
@@ -182,17 +180,156 @@ def status(port: WorkbookPort, *, store: Any = None) -> str:
     return text
 
 
-def _not_ready(what: str) -> Callable[..., Any]:
-    def action(port: WorkbookPort, **_: Any) -> None:
-        raise InputError(f"{what} is not available in this version yet.", code="E110")
-    return action
+@dataclass
+class _Context:
+    """What Check Execution and Run Scenario work from: the workbook's current tables, the
+    plan its cells read (the model store), and the plan that was published."""
+
+    data: Any
+    settings: Any
+    bundle: Any
+    meta: dict[str, Any]
+    policy: pd.DataFrame
+    published: pd.DataFrame
+    published_from: str
+    tables: dict[str, tuple[pd.DataFrame, int]]
+
+
+def _context(port: WorkbookPort, store: Any) -> _Context:
+    from engine.contract import validate
+    from engine.store import ModelStore
+
+    tables = port.tables()
+    settings = read_plan_settings(tables)
+    if "Sales" not in tables:
+        raise InputError(f"{port.name} has no table named Sales.", code="E101")
+    data = validate(tables["Sales"][0], tables.get("Drivers", (None, 2))[0], tables.get("Items", (None, 2))[0],
+                    freq=settings.freq, column_map=settings.column_map or None, gaps="zero",
+                    row_offsets={k: tables[k][1] for k in ("Sales", "Drivers", "Items") if k in tables})
+    name = model_name_for(port.name, settings)
+    bundle, meta = (store or ModelStore()).load(name)
+    policy = _current_stock(bundle.policy, data.items)
+    # the latest published snapshot is the plan S&OE holds the business to; else the current plan
+    snaps = sorted(((int(m.group(1)), int(m.group(2)), int(m.group(3))), n) for n in port.sheet_names()
+                   if (m := _SNAPSHOT.match(n)))
+    published, source = bundle.plan, f"current plan (model {name} v{meta.get('version')})"
+    if snaps:
+        (y, mo, v), sheet = snaps[-1]
+        key = f"Plan_{y:04d}_{mo:02d}_v{v}"
+        if key in tables:
+            published, source = tables[key][0], f"published snapshot '{sheet}'"
+    published = published.rename(columns={"Date": "Period"})
+    published["Period"] = pd.to_datetime(published["Period"])
+    return _Context(data, settings, bundle, meta, policy, published, source, tables)
+
+
+def _current_stock(policy: pd.DataFrame, items: pd.DataFrame | None) -> pd.DataFrame:
+    """The plan's policy with today's OnHand / OnOrder from Items and the order now redone."""
+    from engine.inventory import suggested_order
+
+    pol = policy.copy()
+    if items is not None and len(items):
+        it = items.drop_duplicates(["SKU", "Location"]) if "Location" in items.columns else items
+        on = ["SKU", "Location"] if "Location" in it.columns else ["SKU"]
+        cur = pol[on].merge(it, on=on, how="left")
+        for c in ("OnHand", "OnOrder"):
+            if c in cur.columns:
+                pol[c] = pd.to_numeric(cur[c], errors="coerce").fillna(pol[c]).to_numpy()
+    pol["InventoryPosition"] = pol["OnHand"] + pol["OnOrder"]
+    trigger = (pol["Policy"] != "(s, S)") | (pol["InventoryPosition"] <= pol["ReorderPoint"])
+    pol["SuggestedOrder"] = suggested_order(pol["OrderUpTo"], pol["InventoryPosition"], moq=pol["MOQ"],
+                                            multiple=pol["OrderMultiple"]) * trigger.to_numpy()
+    return pol
+
+
+def _optional(tables: dict[str, tuple[pd.DataFrame, int]], name: str) -> tuple[pd.DataFrame | None, int]:
+    return tables.get(name, (None, 2))
+
+
+def check(port: WorkbookPort, *, store: Any = None, now: _dt.datetime | None = None) -> dict[str, Any]:
+    """Check Execution (S&OE): actuals against the published plan, projected stock with open
+    orders, ranked alerts and purchase list; writes the Alerts and Purchases sheets."""
+    from engine.monitoring import monitor
+    from engine.projection import execution_kpis
+    from engine.purchasing import purchase_priority
+
+    port.status("Plancell: checking execution ...")
+    ctx = _context(port, store)
+    actuals = ctx.data.sales[ctx.data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]]
+    oo, oo_row = _optional(ctx.tables, "OpenOrders")
+    mon = monitor(ctx.published, actuals, policy=ctx.policy, items=ctx.data.items, freq=ctx.data.freq,
+                  open_orders=oo, first_row=oo_row)
+    kpis = mon.kpis
+    dl, dl_row = _optional(ctx.tables, "Deliveries")
+    if mon.projection is not None and dl is not None:
+        kpis = execution_kpis(mon.projection, deliveries=dl, first_row=dl_row).summary
+    buy = purchase_priority(ctx.policy, budget=ctx.settings.budget)
+    stamp = (now or _dt.datetime.now().astimezone()).isoformat(timespec="seconds")
+    blocks: list[Any] = [
+        Title("Execution check (S&OE)"),
+        Pairs([("Compared with", ctx.published_from), ("Checked at", stamp), ("Alerts", len(mon.alerts))]),
+        Note("Alerts are ranked by service and value impact. Each says what happened, how big, and what to do."),
+        TableBlock("Alerts", mon.alerts, freeze=True),
+        Title("Execution KPIs"), TableBlock("ExecutionKPIs", kpis),
+        Title("Actual vs plan by SKU-location"), TableBlock("Deviations", mon.summary),
+    ]
+    if mon.assumptions:
+        blocks.insert(3, Note("Assumed: " + "; ".join(mon.assumptions)))
+    port.write_sheet(Sheet("Alerts", blocks, widths={0: 18, 1: 28}), after="Plan")
+    port.write_sheet(purchases_sheet(buy, ctx.settings.budget), after="Alerts")
+    port.save()
+    port.status(None)
+    return {"alerts": mon.alerts, "purchases": buy, "kpis": kpis, "compared_with": ctx.published_from}
+
+
+def scenario(port: WorkbookPort, *, store: Any = None, paths: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Run Scenario: Monte Carlo of the Scenario table's what-ifs next to the baseline;
+    writes the Scenario sheet (fill rate, service, stock-outs, value, mitigations)."""
+    from engine.scenarios import model_driver_forecast, run_scenarios
+
+    port.status("Plancell: simulating scenarios ...")
+    if "Scenario" not in port.tables():
+        raise InputError(f"{port.name} has no table named Scenario.",
+                         [Problem("Scenario", "no Excel table named Scenario",
+                                  "add a table named Scenario with columns Scenario, Type, Target, Name, Value "
+                                  "(see the Plancell Planner template)", code="E101")], code="E101")
+    ctx = _context(port, store)
+    table, first = ctx.tables["Scenario"]
+    oo, _ = _optional(ctx.tables, "OpenOrders")
+    drivers = ctx.data.drivers
+    model = ctx.bundle.model
+    horizon = int(ctx.meta.get("horizon") or len(ctx.bundle.plan["Period"].unique()))
+    driver_fc = model_driver_forecast(model, drivers, horizon) if drivers is not None else None
+    res = run_scenarios(table, policy=ctx.policy, forecast=ctx.bundle.plan, freq=ctx.data.freq,
+                        items=ctx.data.items, open_orders=oo, driver_forecast=driver_fc,
+                        drivers=list(getattr(ctx.data, "driver_columns", []) or []), paths=paths, seed=seed,
+                        first_row=first)
+    blocks: list[Any] = [
+        Title("Scenarios against the baseline"),
+        Pairs([("Plan", f"model {ctx.meta.get('name')} v{ctx.meta.get('version')}"), ("Simulated paths", paths),
+               ("Seed", seed)]),
+        Note("Monte Carlo over the horizon with the forecast distribution (P10/P50/P90) and lead-time spread; "
+             "baseline and scenarios meet the same random draws."),
+        TableBlock("ScenarioSummary", res.summary, freeze=True),
+        Title("Mitigations, ranked"), TableBlock("Mitigations", res.mitigations),
+        Title("Per SKU-location"), TableBlock("ScenarioSeries", res.series),
+    ]
+    if res.assumptions:
+        blocks.insert(3, Note("Assumed: " + "; ".join(res.assumptions)))
+    # The results go to the Scenario sheet, unless the planner keeps the Scenario table there.
+    out = "Scenario" if "Scenario" not in port.tables_on("Scenario") else "Scenario results"
+    port.write_sheet(Sheet(out, blocks, widths={0: 18, 1: 28}),
+                     after=None if out in port.sheet_names() else port.sheet_names()[-1])
+    port.save()
+    port.status(None)
+    return {"summary": res.summary, "mitigations": res.mitigations}
 
 
 #: The allow-list of button ids the ribbon may run.
 ACTIONS: dict[str, Callable[..., Any]] = {
     "refresh": refresh,
-    "check": _not_ready("Check Execution"),
-    "scenario": _not_ready("Run Scenario"),
+    "check": check,
+    "scenario": scenario,
     "publish": publish,
     "status": status,
 }

@@ -36,8 +36,6 @@ _FREQ_WORDS = {"D": "daily", "W": "weekly", "MS": "monthly"}
 _EXIT_OK, _EXIT_FAIL, _EXIT_INPUT = 0, 1, 2
 _DEMO_FILE = "plancell-demo.xlsx"
 _NOT_YET = {
-    "check": ("BOOK", "S&OE: compare actuals with the published plan, write Alerts and Purchases"),
-    "scenario": ("BOOK", "run a what-if scenario on a workbook"),
     "serve": ("", "run the calculation server the add-in talks to"),
 }
 
@@ -242,7 +240,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             accuracy=result.accuracy, metadata=result.metadata, summary=result.backtest.overall,
             policy=result.policy, purchases=result.purchases, budget=args.budget,
             history=data.sales[data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]],
+            extra_sheets=[_what_if_sheet(items), _published_last_month(result)],
+            settings=_demo_settings(freq, horizon, args.windows),
         )
+        # The S&OE buttons on the file just written, exactly as Check Execution / Run Scenario would.
+        from .actions import check, scenario
+        from .port import FileBook
+
+        checked = check(FileBook(path), store=store)
+        scen = scenario(FileBook(path), store=store, paths=500)
     elapsed = time.perf_counter() - tic
 
     overall = result.backtest.overall
@@ -261,13 +267,81 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"  P10-P90 coverage  {_pct(overall.get('coverage_p10_p90'))} (target 80%)",
         f"  baseline series   {'n/a' if n_base is None else n_base} of {n_series} use a baseline forecast",
         f"  inventory         {_inventory_line(result.policy, result.purchases)}",
+        f"  alerts            {len(checked['alerts'])} (Alerts sheet)",
+        *(f"  scenario          {r['Scenario']}: fill rate {_pct(r['Fill rate (baseline)'])} baseline -> "
+          f"{_pct(r['Fill rate (scenario)'])}" for r in scen["summary"].to_dict("records")),
         f"  model saved       {meta.get('model_name')} v{meta.get('model_version')} in {store.root}",
         f"  elapsed           {elapsed:.1f} s",
-        "Open it in Excel: sheets Plan (inventory policy + forecast), Accuracy, Purchases, Charts, Sales, "
-        "Drivers, Items.",
+        "Open it in Excel: sheets Plan (inventory policy + forecast), Accuracy, Alerts, Purchases, Charts, "
+        "Scenario, Sales, Drivers, Items, What-if.",
     ]
     print("\n".join(lines))
     return _EXIT_OK
+
+
+def _published_last_month(result: Any) -> Any:
+    """The demo's S&OE story: the plan published at the last backtest cut-off (what the
+    model forecast then for the periods that have since happened), so Check Execution has
+    actuals to compare with. Labelled as reconstructed, not as a real publication."""
+    from engine.backtest import MODEL_NAME
+
+    from .sheets import PLAN_HEADERS, snapshot_name, snapshot_sheet
+
+    bt = result.backtest
+    last = bt.forecasts[bt.forecasts["window"] == bt.forecasts["window"].max()].copy()
+    used = last.merge(bt.per_series[["SKU", "Location", "model_used"]], on=["SKU", "Location"], how="left")
+    for q in ("P10", "P50", "P90"):
+        base = used[f"sn_{q}"] if f"sn_{q}" in used.columns else used[q]
+        used[q] = used[q].where(used["model_used"].fillna(MODEL_NAME) == MODEL_NAME, base)
+    cutoff = bt.cutoffs[-1]
+    plan = used.rename(columns={"Date": "Period", "model_used": "Model used"})
+    plan["Reason"], plan["Assumed drivers"] = "published at the cut-off", None
+    plan = plan[[h for h in PLAN_HEADERS if h in plan.columns]]
+    name, tag = snapshot_name(cutoff, 1)
+    meta = result.metadata
+    items = [("Model", meta.get("model_name")), ("Frequency", meta.get("freq")),
+             ("Published at", str(pd_date(cutoff))),
+             ("Note", "demo: the plan as forecast at this cut-off (the last backtest window), for Check Execution")]
+    return snapshot_sheet(name, f"Plancell plan snapshot {cutoff:%Y-%m} v1", tag, items, plan)
+
+
+def _demo_settings(freq: str, horizon: int, windows: int) -> Any:
+    """The demo's Settings table: the model the workbook's cells read, and the plan's shape."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "Key": ["Model", "Frequency", "Horizon", "Windows", "ServiceTarget", "HolidayCountry"],
+        "Value": ["plancell-demo", freq, horizon, windows, "csl", "US"],
+    })
+
+
+def pd_date(ts: Any) -> Any:
+    return ts.date() if hasattr(ts, "date") else ts
+
+
+def _what_if_sheet(items: Any) -> Any:
+    """The demo's Scenario table: a late supplier, a promotion and a heatwave."""
+    import pandas as pd
+
+    from .sheets import Note, Sheet, TableBlock, Title
+
+    suppliers = sorted(items["Supplier"].dropna().unique()) if "Supplier" in items.columns else []
+    late = suppliers[1] if len(suppliers) > 1 else (suppliers[0] if suppliers else None)
+    first_sku = str(items["SKU"].iloc[0])
+    rows = [
+        {"Scenario": f"{late} 10 days late", "Type": "Supplier delay", "Target": "Supplier", "Name": late,
+         "Value": 10, "Driver": None} if late else None,
+        {"Scenario": f"Promotion +30% on {first_sku}", "Type": "Demand change", "Target": "SKU", "Name": first_sku,
+         "Value": 30, "Driver": None},
+        {"Scenario": "Heatwave +3 C", "Type": "Driver", "Target": "All", "Name": None, "Value": 3,
+         "Driver": "Temperature"},
+    ]
+    table = pd.DataFrame([r for r in rows if r is not None])
+    return Sheet("What-if", [Title("What-if scenarios"),
+                             Note("Run Scenario simulates every row of the Scenario table below against the "
+                                  "baseline; edit or add rows (Type: Supplier delay, Demand change, Driver, "
+                                  "Service level, Lead time)."),
+                             TableBlock("Scenario", table)], widths={0: 30})
 
 
 def _inventory_line(policy: Any, purchases: Any) -> str:
@@ -442,9 +516,42 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return _EXIT_OK
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .actions import check
+
+    with _progress(args) as progress:
+        out = check(_file_port(args, progress))
+    alerts = out["alerts"]
+    kinds = alerts["Alert"].value_counts().to_dict() if len(alerts) else {}
+    lines = [f"Checked {Path(args.out or args.book).resolve()} against the {out['compared_with']}",
+             f"  alerts            {len(alerts)}" + (f" ({', '.join(f'{v} {k}' for k, v in kinds.items())})"
+                                                   if kinds else ""),
+             f"  to order now      {int((out['purchases']['InBudget']).sum()) if len(out['purchases']) else 0} "
+             f"lines, ranked on the Purchases sheet"]
+    for rec in alerts.head(5).to_dict("records"):
+        lines.append(f"  #{rec['Rank']:<3} {rec['SKU']} {rec['Location']}: {rec['What happened']}")
+    print("\n".join(lines))
+    return _EXIT_OK
+
+
+def _cmd_scenario(args: argparse.Namespace) -> int:
+    from .actions import scenario
+
+    with _progress(args) as progress:
+        out = scenario(_file_port(args, progress), paths=args.paths, seed=args.seed)
+    lines = [f"Simulated {len(out['summary'])} scenario(s) x {args.paths} paths in "
+             f"{Path(args.out or args.book).resolve()} (sheet Scenario)"]
+    for rec in out["summary"].to_dict("records"):
+        lines.append(f"  {rec['Scenario']}: fill rate {_pct(rec['Fill rate (baseline)'])} baseline -> "
+                     f"{_pct(rec['Fill rate (scenario)'])}; SKUs that stock out: "
+                     f"{rec.get('SKUs that stock out (scenario)') or 'none'}")
+    print("\n".join(lines))
+    return _EXIT_OK
+
+
 def _not_yet(args: argparse.Namespace) -> int:
     print(f"PLANCELL-E110: 'plancell {args.command}' is not available yet in this version. "
-          "Available now: plancell demo, backtest, refresh, publish, addin.", file=sys.stderr)
+          "Available now: plancell demo, backtest, refresh, check, scenario, publish, addin.", file=sys.stderr)
     return _EXIT_INPUT
 
 
@@ -559,6 +666,23 @@ def _build_parser() -> argparse.ArgumentParser:
     pub.add_argument("book", metavar="BOOK", help="the workbook (.xlsx or .xlsm)")
     pub.add_argument("--out", metavar="PATH", help="write to PATH instead of updating BOOK")
     pub.set_defaults(handler=_cmd_publish)
+
+    chk = sub.add_parser(
+        "check", parents=[common], help="S&OE: actuals vs the published plan; write Alerts and Purchases",
+        description="Check Execution on a workbook file: compare actuals with the latest published plan, "
+                    "project stock with open orders, rank alerts and what to buy; writes Alerts and Purchases.")
+    chk.add_argument("book", metavar="BOOK", help="the workbook (.xlsx or .xlsm)")
+    chk.add_argument("--out", metavar="PATH", help="write to PATH instead of updating BOOK")
+    chk.set_defaults(handler=_cmd_check)
+    scn = sub.add_parser(
+        "scenario", parents=[common], help="simulate the Scenario table's what-ifs against the baseline",
+        description="Run Scenario on a workbook file: Monte Carlo of every row of its Scenario table next to "
+                    "the baseline (fill rate, service, stock-outs, inventory value, mitigations).")
+    scn.add_argument("book", metavar="BOOK", help="the workbook (.xlsx or .xlsm)")
+    scn.add_argument("--out", metavar="PATH", help="write to PATH instead of updating BOOK")
+    scn.add_argument("--paths", type=_positive_int, default=1000, metavar="N", help="simulated paths (default 1000)")
+    scn.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
+    scn.set_defaults(handler=_cmd_scenario)
 
     for name, (arg, what) in _NOT_YET.items():
         p = sub.add_parser(name, parents=[common], help=f"{what} (not available yet)",

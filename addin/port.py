@@ -39,10 +39,25 @@ class WorkbookPort(Protocol):
 
     def tables(self) -> dict[str, tuple[pd.DataFrame, int]]: ...
     def sheet_names(self) -> list[str]: ...
+    def tables_on(self, sheet: str) -> list[str]: ...
     def read_pairs(self, sheet: str, max_rows: int = 40) -> dict[str, Any]: ...
     def write_sheet(self, sheet: Sheet, *, after: str | None = None) -> None: ...
     def status(self, message: str | None) -> None: ...
     def save(self) -> None: ...
+
+
+#: Tables the planner owns; an output sheet is never written over a sheet holding one.
+INPUT_TABLES = frozenset({"Sales", "Drivers", "Items", "Settings", "OpenOrders", "Deliveries", "Scenario"})
+
+
+def _refuse_input_tables(sheet: Sheet, present: list[str]) -> None:
+    mine = [t for t in present if t in INPUT_TABLES]
+    if mine:
+        raise InputError(
+            f"Plancell writes its results to the sheet '{sheet.name}', which holds your table "
+            f"{', '.join(mine)}. Move the table to another sheet (or rename the sheet) and run again.",
+            [Problem(sheet.name, f"sheet holds the input table {', '.join(mine)}",
+                     "move the table to another sheet, or rename this sheet", code="E110")], code="E110")
 
 
 # --------------------------------------------------------------------------- files
@@ -160,6 +175,10 @@ class FileBook:
     def sheet_names(self) -> list[str]:
         return list(self._book().sheetnames)
 
+    def tables_on(self, sheet: str) -> list[str]:
+        wb = self._book()
+        return list(wb[sheet].tables) if sheet in wb.sheetnames else []
+
     def read_pairs(self, sheet: str, max_rows: int = 40) -> dict[str, Any]:
         """Label / value pairs in columns A:B at the top of ``sheet`` (a provenance block)."""
         wb = self._book()
@@ -175,6 +194,7 @@ class FileBook:
     def write_sheet(self, sheet: Sheet, *, after: str | None = None) -> None:
         """Replace (or create) ``sheet.name``; an existing sheet keeps its position."""
         wb = self._book()
+        _refuse_input_tables(sheet, self.tables_on(sheet.name))
         if sheet.name in wb.sheetnames:
             old = wb[sheet.name]
             index = wb.sheetnames.index(sheet.name)
@@ -305,6 +325,9 @@ class XlwingsBook:
     def sheet_names(self) -> list[str]:
         return [s.name for s in self.book.sheets]
 
+    def tables_on(self, sheet: str) -> list[str]:
+        return [t.name for t in self.book.sheets[sheet].tables] if sheet in self.sheet_names() else []
+
     def read_pairs(self, sheet: str, max_rows: int = 40) -> dict[str, Any]:
         if sheet not in self.sheet_names():
             return {}
@@ -313,6 +336,7 @@ class XlwingsBook:
 
     def write_sheet(self, sheet: Sheet, *, after: str | None = None) -> None:
         names = self.sheet_names()
+        _refuse_input_tables(sheet, self.tables_on(sheet.name))
         if sheet.name in names:
             ws = self.book.sheets[sheet.name]
             for t in list(ws.tables):

@@ -25,7 +25,7 @@ from .safe import safe_text
 
 __all__ = [
     "Sheet", "Title", "Note", "Pairs", "Grid", "TableBlock", "ChartData", "BandChart", "Sink", "render",
-    "number_format", "charts_sheet",
+    "number_format", "charts_sheet", "snapshot_sheet", "snapshot_name",
     "FORMATS", "plan_sheet", "accuracy_sheet", "purchases_sheet", "table_sheet", "display",
     "PLAN_HEADERS", "ACCURACY_HEADERS", "POLICY_HEADERS", "PURCHASE_HEADERS",
 ]
@@ -467,3 +467,21 @@ def charts_sheet(history: pd.DataFrame, plan: pd.DataFrame, *, n_series: int = 4
                             Note("Dashed lines: P10 and P90 (8 in 10 outcomes expected between them). Values only; "
                                  "the charts need no add-in."),
                             ChartData(frame, charts)])
+
+
+def snapshot_name(when: Any, version: int) -> tuple[str, str]:
+    """Sheet name ``Plan YYYY-MM vN`` and the matching table-name tag ``YYYY_MM_vN``."""
+    return f"Plan {when:%Y-%m} v{version}", f"{when:%Y_%m}_v{version}"
+
+
+def snapshot_sheet(name: str, title: str, tag: str, provenance_items: Sequence[tuple[str, Any]],
+                   plan: pd.DataFrame, policy: pd.DataFrame | None = None) -> Sheet:
+    """A published plan: values only, frozen, with its provenance (tables ``Plan_<tag>`` and
+    ``Policy_<tag>``; sheet headers as on the Plan sheet)."""
+    blocks: list[Any] = [Title(title), Pairs([(k, _text(v)) for k, v in provenance_items]),
+                         Note("Published snapshot: values only, frozen at publication. It needs no add-in and is "
+                              "not changed by later refreshes.")]
+    if policy is not None:
+        blocks += [Title("Inventory policy"), TableBlock(f"Policy_{tag}", policy, freeze=True)]
+    blocks += [Title("Forecast"), TableBlock(f"Plan_{tag}", plan, freeze=policy is None)]
+    return Sheet(name, blocks, widths={0: 18, 1: 28})

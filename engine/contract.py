@@ -94,7 +94,7 @@ _FLAG_FALSE_WORDS = frozenset({"false", "no", "n"})
 _OK, _BLANK, _BAD = 0, 1, 2
 
 _SALES_NUMERIC = (S.QTY, S.PRICE, S.PROMO, S.ONHAND)
-_ITEMS_TEXT = (S.LOCATION, S.CATEGORY)
+_ITEMS_TEXT = (S.LOCATION, S.CATEGORY, "Supplier")
 _ITEMS_NUMERIC = tuple(c for c in S.ITEMS_OPTIONAL if c not in _ITEMS_TEXT)
 _ITEMS_FRACTIONS = ("ServiceLevel", "FillRateTarget")
 _ITEMS_NON_NEGATIVE = (

@@ -30,7 +30,7 @@ DRIVERS_REQUIRED = (DATE,)
 ITEMS_REQUIRED = (SKU,)
 ITEMS_OPTIONAL = (
     LOCATION, CATEGORY, "LeadTimeDays", "LeadTimeStdDays", "ServiceLevel", "FillRateTarget",
-    "UnitCost", "MOQ", "OrderMultiple", "ReviewPeriodDays", "OnHand", "OnOrder", "Strategic",
+    "UnitCost", "MOQ", "OrderMultiple", "ReviewPeriodDays", "OnHand", "OnOrder", "Strategic", "Supplier",
 )
 
 

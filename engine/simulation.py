@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from . import schema as S
 from .policy import ErrorCube, fit_safety_stock
@@ -325,6 +326,10 @@ def replay_backtest(
     sdl = np.zeros(n) if sd_lead_time is None else np.asarray(sd_lead_time, dtype=float)
     pattern = np.asarray(pattern if pattern is not None else np.full(n, "smooth"), dtype=object)
     cost = np.ones(n) if unit_cost is None else np.nan_to_num(np.asarray(unit_cost, dtype=float), nan=1.0)
+    # The replay draws whole-period lead times (round(L + sd * z)); size the buffers for the
+    # lead-time spread the replay actually produces, so the check measures the safety-stock
+    # method and not the rounding (sub-period spread mostly rounds away).
+    sdl_fit = _rounded_sd(L, sdl)
     frames = []
     for w in range(W):
         others = np.array([k for k in range(W) if k != w])
@@ -335,7 +340,7 @@ def replay_backtest(
             rate = np.nanmean(fc, axis=1)
         for method in methods:
             for a in service_levels:
-                fit = fit_safety_stock(cube, protection=L + R, mean_demand=np.nan_to_num(rate), sd_lead_time=sdl,
+                fit = fit_safety_stock(cube, protection=L + R, mean_demand=np.nan_to_num(rate), sd_lead_time=sdl_fit,
                                        service_level=np.full(n, a), target=target, cycle_qty=np.nan_to_num(rate) * R,
                                        pattern=pattern, method=method, windows=others)
                 ss = np.maximum(fit.safety_stock, 0.0)
@@ -350,6 +355,13 @@ def replay_backtest(
                 })[present])
     per = pd.concat(frames, ignore_index=True)
     return ReplayResult(per, summarize_replay(per))
+
+
+def _rounded_sd(L: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """sd of max(0, round(L + sd * Z)), Z standard normal, by quadrature on 401 nodes."""
+    z = stats.norm.ppf((np.arange(401) + 0.5) / 401)
+    draws = np.maximum(0, np.rint(np.asarray(L, dtype=float)[:, None] + np.asarray(sd, dtype=float)[:, None] * z))
+    return draws.std(axis=1)
 
 
 def summarize_replay(per: pd.DataFrame, by: Sequence[str] = ("method", "target")) -> pd.DataFrame:

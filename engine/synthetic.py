@@ -543,7 +543,18 @@ def _items(rng: np.random.Generator, freq: str, truth: pd.DataFrame, lead: np.nd
         "OnHand": onhand.astype(np.int64),
         "OnOrder": on_order.astype(np.int64),
         "Strategic": strategic,
+        # one supplier per SKU (the same at every location): what a supplier-delay scenario targets
+        "Supplier": np.asarray(SUPPLIERS)[_supplier_of(truth["SKU"].to_numpy())],
     })
+
+
+SUPPLIERS = ("Supplier A", "Supplier B", "Supplier C")
+
+
+def _supplier_of(skus: np.ndarray) -> np.ndarray:
+    """A fixed supplier per SKU code (SKU-0001 -> A, SKU-0002 -> B, ...)."""
+    num = np.array([int("".join(ch for ch in str(s) if ch.isdigit()) or 0) for s in skus])
+    return (num - 1) % len(SUPPLIERS)
 
 
 # --------------------------------------------------------------------------- expected demand

@@ -216,7 +216,7 @@ def test_plancell_error_is_one_line_exit_1(
     assert err.strip() == "PLANCELL-E300: server busy"
 
 
-@pytest.mark.parametrize("command", ["check", "scenario", "serve"])
+@pytest.mark.parametrize("command", ["serve"])
 def test_planned_commands_do_not_pretend_to_work(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(capsys, command, "book.xlsx")
     assert code == 2
@@ -236,7 +236,7 @@ def test_installed_console_script_help() -> None:
     assert proc.returncode == 0, proc.stderr
     for command in ("demo", "backtest", "refresh", "serve"):
         assert command in proc.stdout
-    assert "not available yet" in proc.stdout  # the planned commands are labelled as such
+    assert "not available yet" in " ".join(proc.stdout.split())  # planned commands are labelled as such
 
 
 # --------------------------------------------------------------------------- refresh / publish on files
