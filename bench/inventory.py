@@ -75,7 +75,7 @@ def _table(df: pd.DataFrame, cols: list[str]) -> str:
             if c in ("target", "achieved_csl", "mean_series_csl", "fill_rate"):
                 cells.append(f"{100 * v:.1f}%")
             elif c == "gap_pp":
-                cells.append(f"{v:+.1f}")
+                cells.append(f"{v:+.2f}")
             elif isinstance(v, float):
                 cells.append(f"{v:,.1f}")
             else:

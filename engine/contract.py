@@ -776,6 +776,8 @@ def _group_codes(arrays: Sequence[np.ndarray]) -> np.ndarray:
     """One int code per distinct combination of the given int arrays."""
     if len(arrays) == 1:
         return np.asarray(arrays[0], dtype=np.int64)
+    if len(arrays[0]) == 0:  # an empty table: MultiIndex cannot infer its levels from nothing
+        return np.zeros(0, dtype=np.int64)
     codes, _ = pd.factorize(pd.MultiIndex.from_arrays(list(arrays)))
     return np.asarray(codes, dtype=np.int64)
 
