@@ -257,7 +257,14 @@ def check(port: WorkbookPort, *, store: Any = None, now: _dt.datetime | None = N
     ctx = _context(port, store)
     actuals = ctx.data.sales[ctx.data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]]
     oo, oo_row = _optional(ctx.tables, "OpenOrders")
-    mon = monitor(ctx.published, actuals, policy=ctx.policy, items=ctx.data.items, freq=ctx.data.freq,
+    # The published plan is the yardstick for the periods that happened; the stock projection
+    # looks ahead with the latest plan where the published one has no periods left.
+    last = pd.Timestamp(actuals["Date"].max())
+    cols = ["SKU", "Location", "Period", "P10", "P50", "P90"]
+    ahead = ctx.bundle.plan.rename(columns={"Date": "Period"})
+    ahead = ahead[pd.to_datetime(ahead["Period"]) > max(last, ctx.published["Period"].max())][cols]
+    yardstick = pd.concat([ctx.published[cols], ahead], ignore_index=True)
+    mon = monitor(yardstick, actuals, policy=ctx.policy, items=ctx.data.items, freq=ctx.data.freq,
                   open_orders=oo, first_row=oo_row)
     kpis = mon.kpis
     dl, dl_row = _optional(ctx.tables, "Deliveries")
@@ -273,6 +280,9 @@ def check(port: WorkbookPort, *, store: Any = None, now: _dt.datetime | None = N
         Title("Execution KPIs"), TableBlock("ExecutionKPIs", kpis),
         Title("Actual vs plan by SKU-location"), TableBlock("Deviations", mon.summary),
     ]
+    if mon.projection is not None:
+        blocks += [Title("Projected stock (on hand + open orders - forecast) and stock-out dates"),
+                   TableBlock("Projection", mon.projection.series)]
     if mon.assumptions:
         blocks.insert(3, Note("Assumed: " + "; ".join(mon.assumptions)))
     port.write_sheet(Sheet("Alerts", blocks, widths={0: 18, 1: 28}), after="Plan")

@@ -40,6 +40,8 @@ def test_demo_has_alerts_against_the_published_plan(demo) -> None:
     assert alerts and {"Alert", "What happened", "Suggested action"} <= set(alerts[0])
     assert [a["Rank"] for a in alerts] == sorted(a["Rank"] for a in alerts)
     assert all(a["What happened"] and a["Suggested action"] for a in alerts)
+    proj = _table(ws, "Projection")
+    assert proj and {"StockoutDate", "NextReceiptDate", "DaysOfCoverage"} <= set(proj[0])
 
 
 def test_supplier_delay_lowers_fill_rate_and_names_the_skus(demo) -> None:
