@@ -297,11 +297,7 @@ def _forward(fc: np.ndarray, P: float) -> float:
 def SAFETY_STOCK(sku: Any, location: Any = None, service_level: Any = None, lead_time_days: Any = None,
                  caller: Any = None) -> Any:
     """Safety stock in units (the plan's, or recomputed for another service level / lead time)."""
-    entry = _entry(caller)
-    key, row = _policy_row(entry, sku, location)
-    if _blank(service_level) and _blank(lead_time_days):
-        return float(row["SafetyStock"])
-    return _recomputed(entry, key, service_level, lead_time_days)["SafetyStock"]
+    return _buffer("SafetyStock", sku, location, service_level, lead_time_days, caller)
 
 
 @xw.func
@@ -313,11 +309,16 @@ def SAFETY_STOCK(sku: Any, location: Any = None, service_level: Any = None, lead
 def REORDER_POINT(sku: Any, location: Any = None, service_level: Any = None, lead_time_days: Any = None,
                   caller: Any = None) -> Any:
     """Reorder point in units: forecast over lead time (+ review period) + safety stock."""
+    return _buffer("ReorderPoint", sku, location, service_level, lead_time_days, caller)
+
+
+def _buffer(field: str, sku: Any, location: Any, service_level: Any, lead_time_days: Any, caller: Any) -> float:
+    """The plan's value of ``field``, or recomputed when a service level or lead time is given."""
     entry = _entry(caller)
     key, row = _policy_row(entry, sku, location)
     if _blank(service_level) and _blank(lead_time_days):
-        return float(row["ReorderPoint"])
-    return _recomputed(entry, key, service_level, lead_time_days)["ReorderPoint"]
+        return float(row[field])
+    return _recomputed(entry, key, service_level, lead_time_days)[field]
 
 
 @xw.func
