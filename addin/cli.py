@@ -35,9 +35,7 @@ DEFAULT_WINDOWS = 3
 _FREQ_WORDS = {"D": "daily", "W": "weekly", "MS": "monthly"}
 _EXIT_OK, _EXIT_FAIL, _EXIT_INPUT = 0, 1, 2
 _DEMO_FILE = "plancell-demo.xlsx"
-_NOT_YET = {
-    "serve": ("", "run the calculation server the add-in talks to"),
-}
+_NOT_YET: dict[str, tuple[str, str]] = {}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -431,6 +429,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         else:
             from engine import distributed
 
+            if not args.verbose:  # Dask logs every scheduler and worker event at INFO
+                logging.getLogger("distributed").setLevel(logging.WARNING)
             with distributed.connect(cluster, source="--dask") as client:
                 result = distributed.backtest(client, data, horizon=horizon, windows=args.windows,
                                               progress=progress, model_params=model_params)
@@ -546,6 +546,19 @@ def _cmd_scenario(args: argparse.Namespace) -> int:
                      f"{_pct(rec['Fill rate (scenario)'])}; SKUs that stock out: "
                      f"{rec.get('SKUs that stock out (scenario)') or 'none'}")
     print("\n".join(lines))
+    return _EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import server_config, serve
+
+    config, dev_token = server_config(tokens_file=args.tokens, dev=args.dev, host=args.host, db_url=args.db,
+                                      max_body_mb=args.max_body_mb, cors_origins=args.cors_origin)
+    if dev_token:
+        print(f"plancell serve --dev: no PLANCELL_TOKEN set; this run's token is {dev_token}", file=sys.stderr)
+    print(f"Plancell server on http://{args.host}:{args.port} (API docs at /docs; data in {config.data_dir})",
+          file=sys.stderr)
+    serve(config, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
     return _EXIT_OK
 
 
@@ -683,6 +696,25 @@ def _build_parser() -> argparse.ArgumentParser:
     scn.add_argument("--paths", type=_positive_int, default=1000, metavar="N", help="simulated paths (default 1000)")
     scn.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     scn.set_defaults(handler=_cmd_scenario)
+
+    srv = sub.add_parser(
+        "serve", parents=[common], help="run the calculation server the add-in talks to",
+        description="Run the Plancell calculation server (HTTP API under /v1, docs at /docs). Every /v1 route "
+                    "needs 'Authorization: Bearer <token>': the token comes from PLANCELL_TOKEN, or --tokens "
+                    "maps tokens to team workspaces. --dev runs without a configured token, on this machine only.")
+    srv.add_argument("--host", default="127.0.0.1", metavar="ADDRESS", help="address to bind (default 127.0.0.1)")
+    srv.add_argument("--port", type=_positive_int, default=8765, metavar="N", help="port (default 8765)")
+    srv.add_argument("--tokens", metavar="FILE", help="JSON or TOML file mapping tokens to workspaces "
+                                                      "(see docs/server.md)")
+    srv.add_argument("--dev", action="store_true", help="development mode: loopback only; a token is made up "
+                                                        "when PLANCELL_TOKEN is not set")
+    srv.add_argument("--db", metavar="URL", help="database URL (default: SQLite in the server's data folder; "
+                                                 "postgresql+psycopg://... for a team)")
+    srv.add_argument("--max-body-mb", type=_positive_int, default=50, metavar="N",
+                     help="largest request body accepted, in MB (default 50)")
+    srv.add_argument("--cors-origin", action="append", default=[], metavar="URL",
+                     help="allow browser pages from this origin (repeatable; default: none)")
+    srv.set_defaults(handler=_cmd_serve)
 
     for name, (arg, what) in _NOT_YET.items():
         p = sub.add_parser(name, parents=[common], help=f"{what} (not available yet)",

@@ -216,14 +216,6 @@ def test_plancell_error_is_one_line_exit_1(
     assert err.strip() == "PLANCELL-E300: server busy"
 
 
-@pytest.mark.parametrize("command", ["serve"])
-def test_planned_commands_do_not_pretend_to_work(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(capsys, command, "book.xlsx")
-    assert code == 2
-    assert out == ""
-    assert "not available yet in this version" in err
-
-
 def test_no_command_shows_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys)
     assert code == 2
@@ -236,7 +228,6 @@ def test_installed_console_script_help() -> None:
     assert proc.returncode == 0, proc.stderr
     for command in ("demo", "backtest", "refresh", "serve"):
         assert command in proc.stdout
-    assert "not available yet" in " ".join(proc.stdout.split())  # planned commands are labelled as such
 
 
 # --------------------------------------------------------------------------- refresh / publish on files
