@@ -35,7 +35,6 @@ DEFAULT_WINDOWS = 3
 _FREQ_WORDS = {"D": "daily", "W": "weekly", "MS": "monthly"}
 _EXIT_OK, _EXIT_FAIL, _EXIT_INPUT = 0, 1, 2
 _DEMO_FILE = "plancell-demo.xlsx"
-_NOT_YET: dict[str, tuple[str, str]] = {}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -562,12 +561,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return _EXIT_OK
 
 
-def _not_yet(args: argparse.Namespace) -> int:
-    print(f"PLANCELL-E110: 'plancell {args.command}' is not available yet in this version. "
-          "Available now: plancell demo, backtest, refresh, check, scenario, publish, addin.", file=sys.stderr)
-    return _EXIT_INPUT
-
-
 # --------------------------------------------------------------------------- parser
 
 
@@ -716,11 +709,6 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="allow browser pages from this origin (repeatable; default: none)")
     srv.set_defaults(handler=_cmd_serve)
 
-    for name, (arg, what) in _NOT_YET.items():
-        p = sub.add_parser(name, parents=[common], help=f"{what} (not available yet)",
-                           description=f"{what}. Not available yet in this version.")
-        p.add_argument("rest", nargs=argparse.REMAINDER, metavar=arg or "...", help=argparse.SUPPRESS)
-        p.set_defaults(handler=_not_yet)
     return parser
 
 
