@@ -64,6 +64,21 @@ def _synthetic(n_skus: int, seed: int):
     return data, items
 
 
+def _save_cube(path: Path, cube) -> None:
+    np.savez_compressed(path, actual=cube.actual, forecast=cube.forecast, sku=cube.keys["SKU"].to_numpy(str),
+                        loc=cube.keys["Location"].to_numpy(str),
+                        cutoffs=np.array([str(c) for c in cube.cutoffs]))
+
+
+def _load_cube(path: Path):
+    from engine.policy import ErrorCube
+
+    z = np.load(path)  # plain arrays only (allow_pickle stays False)
+    keys = pd.DataFrame({"SKU": z["sku"], "Location": z["loc"]})
+    cutoffs = list(pd.to_datetime(z["cutoffs"]))
+    return ErrorCube(keys, z["actual"], z["forecast"], cutoffs), cutoffs
+
+
 def _table(df: pd.DataFrame, cols: list[str]) -> str:
     head = "| " + " | ".join(cols) + " |"
     sep = "|" + "|".join("---" for _ in cols) + "|"
@@ -101,16 +116,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--horizon", type=int, default=13)
     ap.add_argument("--windows", type=int, default=4)
     ap.add_argument("--lost-sales", action="store_true")
+    ap.add_argument("--cube", help="cache the backtest errors in this .npz (re-runs skip the backtest)")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
     data, items = (_walmart(args.data, args.max_series) if args.dataset == "walmart"
                    else _synthetic(args.skus, args.seed))
-    bt = backtest(data, horizon=args.horizon, windows=args.windows)
+    if args.cube and Path(args.cube).exists():
+        cube, cutoffs = _load_cube(Path(args.cube))
+    else:
+        bt = backtest(data, horizon=args.horizon, windows=args.windows)
+        cube = error_cube(bt.forecasts, freq="W", per_series=bt.per_series)
+        cutoffs = bt.cutoffs
+        if args.cube:
+            _save_cube(Path(args.cube), cube)
     t_bt = time.perf_counter() - t0
-    cube = error_cube(bt.forecasts, freq="W", per_series=bt.per_series)
     hist = data.sales[data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]]
-    first_cut = bt.cutoffs[0]
+    first_cut = cutoffs[0]
     seg = segment(hist[hist["Date"] <= first_cut], periods_per_year=52.0)
     keyed = cube.keys.merge(seg[["SKU", "Location", "Pattern"]], on=["SKU", "Location"], how="left")
     keyed = keyed.merge(items, on=["SKU", "Location"], how="left")
@@ -136,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `{shlex.join(['python', '-m', 'bench.inventory', *(sys.argv[1:] if argv is None else argv)])}`",
         "",
         f"{cube.actual.shape[0]:,} series, weekly, backtest horizon {args.horizon}, {args.windows} windows "
-        f"(cut-offs {', '.join(str(c.date()) for c in bt.cutoffs)}); (R, S) policy, "
+        f"(cut-offs {', '.join(str(c.date()) for c in cutoffs)}); (R, S) policy, "
         f"{'lost sales' if args.lost_sales else 'backorders'}; safety stock for each window estimated from the "
         f"other windows only. Backtest {t_bt:.0f} s, replay of 2 methods x 3 targets {t_sim:.1f} s.",
         "",

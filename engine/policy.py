@@ -178,6 +178,7 @@ def fit_safety_stock(
     method: str = "empirical",
     windows: np.ndarray | None = None,
     only: np.ndarray | None = None,
+    lead_time_deviation: np.ndarray | None = None,
 ) -> SafetyStockFit:
     """Safety stock per series of ``cube`` from its backtest errors.
 
@@ -189,7 +190,9 @@ def fit_safety_stock(
     method); ``windows`` restricts the errors to these backtest windows (0-based), e.g.
     to leave the window being simulated out; ``only`` (boolean mask) computes the empirical
     buffer for those series alone while still pooling the errors of all (a what-if on one
-    SKU-location from a cell).
+    SKU-location from a cell). ``lead_time_deviation`` [n, K]: equally likely deviations of
+    the lead time from its mean, in periods, when its distribution is not normal with sd
+    ``sd_lead_time`` (the replay's whole-period lead times, for instance).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
@@ -218,7 +221,13 @@ def fit_safety_stock(
     # one-period error by sqrt(P) and say so.
     sigma_p = np.where(extrapolated | ~np.isfinite(sigma_p), scale, sigma_p)
     flags[extrapolated & (P > 0)] = "lead time + review longer than the backtest horizon: error extrapolated"
-    lt_part = d * sdl
+    if lead_time_deviation is not None:
+        dev = np.asarray(lead_time_deviation, dtype=float).reshape(n, -1)
+        lt_dev = d[:, None] * dev                          # units, one column per equally likely node
+        lt_part = lt_dev.std(axis=1)
+    else:
+        lt_part = d * sdl
+        lt_dev = lt_part[:, None] * stats.norm.ppf((np.arange(_LT_GRID) + 0.5) / _LT_GRID)[None, :]
     sigma_total = np.sqrt(np.square(sigma_p) + np.square(lt_part))
 
     use_emp = np.full(n, method == "empirical")
@@ -243,7 +252,7 @@ def fit_safety_stock(
         ss[nm] = ss_n
     if use_emp.any():
         u_scale = _cross_scale(err, P, scale)
-        ss[use_emp] = _empirical(flat, u_scale.reshape(n, -1), scale, n_samples, pattern, use_emp, lt_part,
+        ss[use_emp] = _empirical(flat, u_scale.reshape(n, -1), scale, n_samples, pattern, use_emp, lt_dev,
                                  alpha, is_fill, q)
     ss = np.where(sigma_total > 0, ss, 0.0)
     return SafetyStockFit(ss, sigma_total, np.where(use_emp, "empirical", "normal"), n_samples, flags)
@@ -269,7 +278,7 @@ def _cross_scale(err: np.ndarray, P: np.ndarray, scale: np.ndarray) -> np.ndarra
 
 
 def _empirical(flat: np.ndarray, u_scale: np.ndarray, scale: np.ndarray, n_samples: np.ndarray,
-               pattern: np.ndarray, use: np.ndarray, lt_part: np.ndarray, alpha: np.ndarray,
+               pattern: np.ndarray, use: np.ndarray, lt_dev: np.ndarray, alpha: np.ndarray,
                is_fill: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Empirical safety stock for the series in ``use`` (see module docstring)."""
     ok = (scale > 0) & (n_samples > 0)
@@ -290,7 +299,6 @@ def _empirical(flat: np.ndarray, u_scale: np.ndarray, scale: np.ndarray, n_sampl
     all_pool = pool_of(ok)
     idx = np.flatnonzero(use)
     out = np.zeros(len(idx))
-    z_nodes = stats.norm.ppf((np.arange(_LT_GRID) + 0.5) / _LT_GRID)
     pat = pattern[idx]
     for name in np.unique(pat):
         members = ok & (pattern == name)
@@ -302,7 +310,7 @@ def _empirical(flat: np.ndarray, u_scale: np.ndarray, scale: np.ndarray, n_sampl
             part = sel[lo:lo + _CHUNK]
             rows = idx[part]
             a = scale[rows][:, None, None] * grid[None, :, None]
-            b = lt_part[rows][:, None, None] * z_nodes[None, None, :]
+            b = lt_dev[rows][:, None, :]
             x = (a + b).reshape(len(rows), -1)                  # error samples per series
             res = _row_quantiles(x, alpha[rows])
             fr = is_fill[rows]

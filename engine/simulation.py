@@ -329,7 +329,7 @@ def replay_backtest(
     # The replay draws whole-period lead times (round(L + sd * z)); size the buffers for the
     # lead-time spread the replay actually produces, so the check measures the safety-stock
     # method and not the rounding (sub-period spread mostly rounds away).
-    sdl_fit = _rounded_sd(L, sdl)
+    lt_dev = _rounded_deviation(L, sdl)
     frames = []
     for w in range(W):
         others = np.array([k for k in range(W) if k != w])
@@ -340,7 +340,8 @@ def replay_backtest(
             rate = np.nanmean(fc, axis=1)
         for method in methods:
             for a in service_levels:
-                fit = fit_safety_stock(cube, protection=L + R, mean_demand=np.nan_to_num(rate), sd_lead_time=sdl_fit,
+                fit = fit_safety_stock(cube, protection=L + R, mean_demand=np.nan_to_num(rate), sd_lead_time=sdl,
+                                       lead_time_deviation=lt_dev,
                                        service_level=np.full(n, a), target=target, cycle_qty=np.nan_to_num(rate) * R,
                                        pattern=pattern, method=method, windows=others)
                 ss = np.maximum(fit.safety_stock, 0.0)
@@ -357,11 +358,12 @@ def replay_backtest(
     return ReplayResult(per, summarize_replay(per))
 
 
-def _rounded_sd(L: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """sd of max(0, round(L + sd * Z)), Z standard normal, by quadrature on 401 nodes."""
-    z = stats.norm.ppf((np.arange(401) + 0.5) / 401)
-    draws = np.maximum(0, np.rint(np.asarray(L, dtype=float)[:, None] + np.asarray(sd, dtype=float)[:, None] * z))
-    return draws.std(axis=1)
+def _rounded_deviation(L: np.ndarray, sd: np.ndarray, nodes: int = 25) -> np.ndarray:
+    """Equally likely deviations max(0, round(L + sd * z)) - L of the replay's lead times
+    [n, nodes]: mostly 0 with an occasional whole period, not a normal spread."""
+    z = stats.norm.ppf((np.arange(nodes) + 0.5) / nodes)
+    L = np.asarray(L, dtype=float)[:, None]
+    return np.maximum(0, np.rint(L + np.asarray(sd, dtype=float)[:, None] * z)) - L
 
 
 def summarize_replay(per: pd.DataFrame, by: Sequence[str] = ("method", "target")) -> pd.DataFrame:
