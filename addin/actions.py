@@ -225,7 +225,7 @@ def _context(port: WorkbookPort, store: Any) -> _Context:
 
 def _current_stock(policy: pd.DataFrame, items: pd.DataFrame | None) -> pd.DataFrame:
     """The plan's policy with today's OnHand / OnOrder from Items and the order now redone."""
-    from engine.inventory import suggested_order
+    from engine.policy import order_now
 
     pol = policy.copy()
     if items is not None and len(items):
@@ -236,9 +236,7 @@ def _current_stock(policy: pd.DataFrame, items: pd.DataFrame | None) -> pd.DataF
             if c in cur.columns:
                 pol[c] = pd.to_numeric(cur[c], errors="coerce").fillna(pol[c]).to_numpy()
     pol["InventoryPosition"] = pol["OnHand"] + pol["OnOrder"]
-    trigger = (pol["Policy"] != "(s, S)") | (pol["InventoryPosition"] <= pol["ReorderPoint"])
-    pol["SuggestedOrder"] = suggested_order(pol["OrderUpTo"], pol["InventoryPosition"], moq=pol["MOQ"],
-                                            multiple=pol["OrderMultiple"]) * trigger.to_numpy()
+    pol["SuggestedOrder"] = order_now(pol, pol["InventoryPosition"])
     return pol
 
 

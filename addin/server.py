@@ -820,12 +820,9 @@ def _num(v: Any) -> float | None:
 
 def _order_now(row: dict[str, Any]) -> float:
     """ORDER_QTY with the plan's on-hand and on-order (the same rule as the Excel function)."""
-    from engine.inventory import suggested_order
+    from engine.policy import order_now
 
-    ip = float(row["OnHand"]) + float(row["OnOrder"])
-    if row["Policy"] == "(s, S)" and ip > float(row["ReorderPoint"]):
-        return 0.0
-    return float(suggested_order(row["OrderUpTo"], ip, moq=row["MOQ"], multiple=row["OrderMultiple"]))
+    return order_now(row, float(row["OnHand"]) + float(row["OnOrder"]))
 
 
 def _latest_model(store: Any) -> str:

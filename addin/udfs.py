@@ -241,7 +241,7 @@ def _recomputed(entry: Any, key: tuple[str, str], service_level: Any, lead_time_
     lead time, by the plan's own method (its backtest errors, pooled as in the plan)."""
     from engine.frequency import days_per_period
     from engine.inventory import _service
-    from engine.policy import fit_safety_stock
+    from engine.policy import fit_safety_stock, forecast_over
 
     row = entry.policy[key]
     alpha = row["ServiceLevel"] if _blank(service_level) else _service(_number(service_level, "service_level"))
@@ -275,17 +275,8 @@ def _recomputed(entry: Any, key: tuple[str, str], service_level: Any, lead_time_
     fit = fit_safety_stock(cube, protection=P, mean_demand=inputs["rate"], sd_lead_time=inputs["sdl"],
                            service_level=alpha_v, pattern=inputs["pattern"], only=only)
     ss = max(float(fit.safety_stock[i]), 0.0)
-    return {"SafetyStock": ss, "ReorderPoint": _forward(entry.forecast[key]["P50"], P[i]) + ss}
-
-
-def _forward(fc: np.ndarray, P: float) -> float:
-    whole = int(np.floor(P))
-    total = float(fc[:min(whole, len(fc))].sum())
-    if whole < len(fc):
-        total += (P - whole) * float(fc[whole])
-    if P > len(fc):
-        total += (P - len(fc)) * float(fc.mean())
-    return total
+    demand = float(forecast_over(entry.forecast[key]["P50"][None, :], P[i:i + 1])[0])
+    return {"SafetyStock": ss, "ReorderPoint": demand + ss}
 
 
 @xw.func
@@ -329,7 +320,7 @@ def _buffer(field: str, sku: Any, location: Any, service_level: Any, lead_time_d
 @_cell_errors
 def ORDER_QTY(sku: Any, location: Any = None, on_hand: Any = None, on_order: Any = None, caller: Any = None) -> Any:
     """Units to order now (0 if none), rounded to MOQ and order multiple."""
-    from engine.inventory import suggested_order
+    from engine.policy import order_now
 
     entry = _entry(caller)
     _, row = _policy_row(entry, sku, location)
@@ -337,10 +328,7 @@ def ORDER_QTY(sku: Any, location: Any = None, on_hand: Any = None, on_order: Any
     oo = float(row["OnOrder"]) if _blank(on_order) else _number(on_order, "on_order")
     if not isinstance(oh, float) or not isinstance(oo, float):
         raise InputError("on_hand and on_order must be numbers of units.", code="E110")
-    ip = oh + oo
-    if row["Policy"] == "(s, S)" and ip > float(row["ReorderPoint"]):
-        return 0.0
-    return float(suggested_order(row["OrderUpTo"], ip, moq=row["MOQ"], multiple=row["OrderMultiple"]))
+    return order_now(row, oh + oo)
 
 
 _METRICS = {"WAPE": "WAPE", "MASE": "MASE", "BIAS": "Bias", "COVERAGE": "Coverage P10-P90"}

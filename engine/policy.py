@@ -45,7 +45,7 @@ from .schema import quantile_column
 
 __all__ = [
     "ErrorCube", "error_cube", "protection_sums", "SafetyStockFit", "fit_safety_stock", "METHODS",
-    "InventorySettings", "POLICY_COLUMNS", "build_policy",
+    "InventorySettings", "POLICY_COLUMNS", "build_policy", "order_now", "forecast_over",
 ]
 
 _log = logging.getLogger(__name__)
@@ -444,8 +444,8 @@ def build_policy(
         source = np.where(np.isfinite(fr), "Items FillRateTarget", source)
     alpha = np.where(np.isfinite(alpha), alpha, 0.95)
 
-    demand_p = _forward_sum(F, P)                     # forecast over the protection interval
-    demand_l = _forward_sum(F, L)
+    demand_p = forecast_over(F, P)                     # forecast over the protection interval
+    demand_l = forecast_over(F, L)
     rate = np.where(P > 0, demand_p / np.where(P > 0, P, 1.0), F[:, :max(H, 1)].mean(axis=1))
     horizon_rate = F.mean(axis=1)
     annual = horizon_rate * ppy
@@ -484,8 +484,7 @@ def build_policy(
         # Too new to backtest: textbook safety stock on the demand history's variability.
         from .inventory import safety_stock as textbook
 
-        sd_hist = np.nan_to_num(seg["sd_demand"].to_numpy(dtype=float) if "sd_demand" in seg.columns
-                                else _history_sd(series, history), nan=0.0)
+        sd_hist = np.nan_to_num(seg["sd_demand"].to_numpy(dtype=float), nan=0.0)
         miss = ~has
         ss[miss] = textbook(rate[miss], sd_hist[miss], lead_time=L[miss], sd_lead_time=sdl[miss],
                             review_period=R[miss], service_level=alpha[miss], target=target,
@@ -505,8 +504,8 @@ def build_policy(
     ip = on_hand + on_order
     s_level = np.where(periodic, demand_p + ss_used, demand_l + ss_used)       # order point
     big_s = np.where(periodic, s_level, s_level + q)                           # order-up-to
-    need = np.where(periodic | (ip <= s_level), np.maximum(big_s - ip, 0.0), 0.0)
-    suggested = round_to_pack(need, moq=moq, multiple=mult)
+    suggested = order_now({"Policy": np.where(periodic, "(R, S)", "(s, S)"), "ReorderPoint": s_level,
+                           "OrderUpTo": big_s, "MOQ": moq, "OrderMultiple": mult}, ip)
 
     daily = horizon_rate / dpp
     sigma_l = np.where(P > 0, sigma * np.sqrt(np.where(P > 0, L / np.where(P > 0, P, 1.0), 0.0)), 0.0)
@@ -588,12 +587,21 @@ def _errors_frame(cube: ErrorCube | None) -> pd.DataFrame | None:
     return k[np.isfinite(k["y"].to_numpy()) & np.isfinite(k["P50"].to_numpy())]
 
 
-def _history_sd(series: pd.DataFrame, history: pd.DataFrame) -> np.ndarray:
-    sd = history.groupby([S.SKU, S.LOCATION], sort=False)[S.QTY].std()
-    return series.merge(sd.rename("sd").reset_index(), on=[S.SKU, S.LOCATION], how="left")["sd"].to_numpy()
+def order_now(policy: Any, inventory_position: Any) -> Any:
+    """Units to order now under each row's policy (rows of :data:`POLICY_COLUMNS`, a frame or
+    a mapping of arrays / scalars): (R, S) orders up to S at every review; (s, S) only when
+    the inventory position is at or below s. max(0, S - position), rounded up to MOQ and
+    order multiple (:func:`engine.inventory.suggested_order`)."""
+    from .inventory import suggested_order
+
+    ip = np.asarray(inventory_position, dtype=float)
+    trigger = (np.asarray(policy["Policy"]) != "(s, S)") | (ip <= np.asarray(policy["ReorderPoint"], dtype=float))
+    out = np.asarray(suggested_order(policy["OrderUpTo"], ip, moq=policy["MOQ"], multiple=policy["OrderMultiple"]))
+    out = np.where(trigger, out, 0.0)
+    return float(out) if out.ndim == 0 else out
 
 
-def _forward_sum(F: np.ndarray, periods: np.ndarray) -> np.ndarray:
+def forecast_over(F: np.ndarray, periods: np.ndarray) -> np.ndarray:
     """Forecast over the next ``periods`` (fractional) periods; beyond the horizon the
     horizon's mean rate is extended."""
     n, H = F.shape
