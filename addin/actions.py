@@ -60,9 +60,12 @@ def model_name_for(book_name: str, settings: Any = None) -> str:
 
 
 def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None,
-            model_params: dict[str, Any] | None = None, store: Any = None) -> dict[str, Any]:
+            model_params: dict[str, Any] | None = None, store: Any = None, client: Any = None) -> dict[str, Any]:
     """Refresh Plan: validate the tables, backtest, train, forecast, set the inventory policy,
-    and write the Plan, Accuracy and Purchases sheets. Returns a short summary."""
+    and write the Plan, Accuracy and Purchases sheets. Returns a short summary.
+
+    With a Settings ``Server`` (or ``client``) the work runs on the calculation server and its
+    sheets are written here; ``client=False`` always runs locally (the server itself)."""
     from engine.contract import validate
     from engine.model import DEFAULT_HORIZON
     from engine.plan import build_plan
@@ -77,6 +80,13 @@ def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None
                      "select your sales data, Insert > Table, then name it Sales (Table Design > Table Name)",
                      code="E101")], code="E101")
     settings = read_plan_settings(tables)
+    srv = _server(settings, client)
+    if srv is not None:
+        rounds = (model_params or {}).get("n_estimators")
+        done = _on_server("refresh", port, srv, _pick(tables, _CONTRACT), progress=progress, rounds=rounds)
+        s = done["summary"]
+        return {"model": s.get("model"), "version": s.get("version"), "result": None, "server": srv.url,
+                "summary": s, "warnings": list(s.get("warnings") or []) + list(settings.warnings)}
     sales, s_row = tables["Sales"]
     drivers, d_row = tables.get("Drivers", (None, 2))
     items, i_row = tables.get("Items", (None, 2))
@@ -109,9 +119,12 @@ def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None
             "warnings": list(getattr(data, "warnings", [])) + list(settings.warnings)}
 
 
-def publish(port: WorkbookPort, *, now: _dt.datetime | None = None) -> str:
+def publish(port: WorkbookPort, *, now: _dt.datetime | None = None, client: Any = None) -> str:
     """Publish Snapshot: copy the current Plan sheet into a values-only sheet
-    ``Plan YYYY-MM vN`` with its provenance, for the S&OP meeting. Returns the sheet name."""
+    ``Plan YYYY-MM vN`` with its provenance, for the S&OP meeting. Returns the sheet name.
+
+    With a Settings ``Server`` the plan is also published there as an immutable version
+    (the team's record, compared with actuals later); the sheet names that version."""
     now = now or _dt.datetime.now().astimezone()
     tables = port.tables()
     if "Plan" not in tables:
@@ -135,6 +148,9 @@ def publish(port: WorkbookPort, *, now: _dt.datetime | None = None) -> str:
             target = str(policy["Service target"].iloc[0]) if "Service target" in policy.columns else "service level"
             items.append(("Service targets", f"{target} {100 * levels.min():.0f}%-{100 * levels.max():.0f}% "
                                              f"(mean {100 * levels.mean():.1f}%)"))
+    srv = _server(read_plan_settings(tables), client)
+    if srv is not None:
+        items.append(("Server plan version", _publish_on_server(srv, port, prov, name)))
     items += [("Published at", now.isoformat(timespec="seconds")), ("Published from", port.name)]
     plan_df = tables["Plan"][0]
     missing = [h for h in PLAN_HEADERS[:6] if h not in plan_df.columns]
@@ -148,7 +164,7 @@ def publish(port: WorkbookPort, *, now: _dt.datetime | None = None) -> str:
     return name
 
 
-def status(port: WorkbookPort, *, store: Any = None) -> str:
+def status(port: WorkbookPort, *, store: Any = None, client: Any = None) -> str:
     """Status: which model answers this workbook, when it was trained, and whether the data
     changed since (the Sales/Drivers/Items fingerprint)."""
     from engine.errors import InputError as _IE
@@ -157,15 +173,20 @@ def status(port: WorkbookPort, *, store: Any = None) -> str:
     tables = port.tables()
     settings = read_plan_settings(tables)
     name = model_name_for(port.name, settings)
-    store = store or ModelStore()
+    srv = _server(settings, client)
     try:
-        meta = store.metadata(name)
+        if srv is not None:
+            info = srv.model_info(name)
+            meta = {"version": info.get("version"), "trained_at": info.get("trained_at"),
+                    "n_series": info.get("n_series"), "data_fingerprint": info.get("data_fingerprint")}
+        else:
+            meta = (store or ModelStore()).metadata(name)
     except _IE:
         text = f"Plancell: no model named {name!r} yet: press Refresh Plan."
         port.status(text)
         return text
     text = (f"Plancell: model {name} v{meta.get('version')} trained {meta.get('trained_at')}, "
-            f"{meta.get('n_series')} series")
+            f"{meta.get('n_series')} series" + (f" on {srv.url}" if srv is not None else ""))
     if "Sales" in tables:
         try:
             from engine.contract import validate
@@ -244,13 +265,19 @@ def _optional(tables: dict[str, tuple[pd.DataFrame, int]], name: str) -> tuple[p
     return tables.get(name, (None, 2))
 
 
-def check(port: WorkbookPort, *, store: Any = None, now: _dt.datetime | None = None) -> dict[str, Any]:
+def check(port: WorkbookPort, *, store: Any = None, now: _dt.datetime | None = None,
+          client: Any = None) -> dict[str, Any]:
     """Check Execution (S&OE): actuals against the published plan, projected stock with open
     orders, ranked alerts and purchase list; writes the Alerts and Purchases sheets."""
     from engine.monitoring import monitor
     from engine.projection import execution_kpis
     from engine.purchasing import purchase_priority
 
+    srv = _server(read_plan_settings(port.tables()), client)
+    if srv is not None:
+        s = _on_server("check", port, srv, _pick(port.tables(), _EXECUTION))["summary"]
+        return {"alerts": pd.DataFrame(s["alerts"]), "purchases": pd.DataFrame(s["purchases"]),
+                "kpis": pd.DataFrame(s["kpis"]), "compared_with": s["compared_with"], "server": srv.url}
     port.status("Plancell: checking execution ...")
     ctx = _context(port, store)
     actuals = ctx.data.sales[ctx.data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]]
@@ -290,10 +317,17 @@ def check(port: WorkbookPort, *, store: Any = None, now: _dt.datetime | None = N
     return {"alerts": mon.alerts, "purchases": buy, "kpis": kpis, "compared_with": ctx.published_from}
 
 
-def scenario(port: WorkbookPort, *, store: Any = None, paths: int = 1000, seed: int = 0) -> dict[str, Any]:
+def scenario(port: WorkbookPort, *, store: Any = None, paths: int = 1000, seed: int = 0,
+             client: Any = None) -> dict[str, Any]:
     """Run Scenario: Monte Carlo of the Scenario table's what-ifs next to the baseline;
     writes the Scenario sheet (fill rate, service, stock-outs, value, mitigations)."""
     from engine.scenarios import model_driver_forecast, run_scenarios
+
+    srv = _server(read_plan_settings(port.tables()), client)
+    if srv is not None and "Scenario" in port.tables():
+        s = _on_server("scenario", port, srv, _pick(port.tables(), _EXECUTION), paths=paths, seed=seed)["summary"]
+        return {"summary": pd.DataFrame(s["summary"]), "mitigations": pd.DataFrame(s["mitigations"]),
+                "server": srv.url}
 
     port.status("Plancell: simulating scenarios ...")
     if "Scenario" not in port.tables():
@@ -331,6 +365,71 @@ def scenario(port: WorkbookPort, *, store: Any = None, paths: int = 1000, seed: 
     port.save()
     port.status(None)
     return {"summary": res.summary, "mitigations": res.mitigations}
+
+
+# --------------------------------------------------------------------------- on the calculation server
+
+_CONTRACT = ("Sales", "Drivers", "Items", "Settings")
+#: Tables Check Execution and Run Scenario read (plus published snapshots' plan tables).
+_EXECUTION = _CONTRACT + ("OpenOrders", "Deliveries", "Scenario")
+_SNAPSHOT_TABLE = re.compile(r"^Plan_\d{4}_\d{2}_v\d+$")
+
+
+def _server(settings: Any, client: Any) -> Any:
+    """The calculation server to use: ``client`` if given, none if ``client is False``, else
+    the workbook's Settings ``Server`` (None: run here)."""
+    if client is False:
+        return None
+    if client is not None:
+        return client
+    from .client import client_for
+
+    return client_for(settings)
+
+
+def _pick(tables: dict[str, tuple[pd.DataFrame, int]], names: tuple[str, ...]) -> dict[str, tuple[pd.DataFrame, int]]:
+    return {k: v for k, v in tables.items() if k in names or _SNAPSHOT_TABLE.match(k)}
+
+
+def _on_server(kind: str, port: WorkbookPort, srv: Any, tables: dict[str, tuple[pd.DataFrame, int]], *,
+               progress: Callable[[Any], None] | None = None, **params: Any) -> dict[str, Any]:
+    """Run ``kind`` on the server with the workbook's tables, relay its progress to the status
+    bar while it runs, then write the sheets it produced here. Nothing is written unless the
+    job succeeded and every sheet arrived."""
+    layout = {name: port.tables_on(name) for name in port.sheet_names()}
+    port.status(f"Plancell: sending {port.name} to {srv.url} ...")
+    job_id = srv.start_workbook_action(kind, tables, book=port.name, sheets=layout,
+                                       **{k: v for k, v in params.items() if v is not None})
+
+    def relay(event: Any) -> None:
+        port.status(f"Plancell (server): {event.stage} {event.done}/{event.total} {event.message}".rstrip())
+        if progress is not None:
+            progress(event)
+
+    job = srv.wait(job_id, progress=relay)
+    sheets = srv.sheets(job_id)
+    port.status("Plancell: writing the results ...")
+    for sheet, after in sheets:
+        port.write_sheet(sheet, after=after)
+    port.save()
+    port.status(None)
+    return job
+
+
+def _publish_on_server(srv: Any, port: WorkbookPort, prov: dict[str, Any], sheet: str) -> str:
+    """Publish the server's plan of this workbook's model, after checking it is the plan the
+    Plan sheet shows (else the record would not match the snapshot)."""
+    model = prov.get("Model")
+    if not model:
+        raise InputError("The Plan sheet has no Model in its provenance block. Fix: press Refresh Plan.",
+                         code="E101")
+    info = srv.model_info(str(model))
+    shown = prov.get("Model version")
+    if shown is not None and str(shown) != str(info.get("version")):
+        raise InputError(f"The Plan sheet shows model {model} v{shown}, but the server serves v{info.get('version')}."
+                         " Fix: press Refresh Plan, then publish.", code="E201")
+    out = srv.publish(str(model), note=f"{sheet} from {port.name}")
+    return f"{out['model']} v{out['version']} on {srv.url}"
 
 
 #: The allow-list of button ids the ribbon may run.

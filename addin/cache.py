@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from engine.errors import InputError, Problem
 
-__all__ = ["PlanEntry", "plan_for", "clear", "CHECK_EVERY_S"]
+__all__ = ["PlanEntry", "plan_for", "remote_plan_for", "clear", "CHECK_EVERY_S"]
 
 _log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class PlanEntry:
     policy: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     accuracy: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     extra: dict[Any, Any] = field(default_factory=dict)  # lazily computed: other quantiles, drivers ...
+    remote: Any = None     # a plan served by the calculation server: what needs the model is asked there
 
     def key(self, sku: Any, location: Any, *, what: str) -> tuple[str, str]:
         """Resolve (SKU, Location); a blank location is fine when the SKU has only one."""
@@ -168,3 +169,96 @@ def clear() -> None:
     """Forget every cached plan (tests; a planner never needs it)."""
     with _LOCK:
         _CACHE.clear()
+        for client in _CLIENTS.values():
+            client.close()
+        _CLIENTS.clear()
+
+
+# --------------------------------------------------------------------------- server-backed plans
+
+_CLIENTS: dict[tuple[str, str], Any] = {}
+
+
+class _Remote:
+    """The calculation server's side of a remote plan: function calls that need the model
+    itself, evaluated there by the same code, remembered for this plan version."""
+
+    def __init__(self, client: Any, model: str, version: int) -> None:
+        self.client, self.model, self.version = client, model, version
+        self._memo: dict[str, Any] = {}
+
+    def cell(self, function: str, *args: Any) -> Any:
+        return self.cells([(function, *args)])[0]
+
+    def cells(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        from .wire import value_to_wire
+
+        keys = [repr(value_to_wire(list(c))) for c in calls]
+        todo = [(k, c) for k, c in zip(keys, calls) if k not in self._memo]
+        if todo:
+            out = self.client.cells(self.model, [(c[0], list(c[1:])) for _, c in todo])
+            for (k, _), v in zip(todo, out["values"]):
+                self._memo[k] = v
+        values = [self._memo[k] for k in keys]
+        for v in values:
+            if isinstance(v, str) and v.startswith("PLANCELL-E"):
+                raise _from_line(v)
+        return values
+
+
+def _from_line(line: str) -> Exception:
+    """A cell's one-line error from the server as the exception that prints the same line."""
+    from engine.errors import PlancellError
+
+    code, _, message = line.removeprefix("PLANCELL-").partition(": ")
+    return PlancellError(message, code=code)
+
+
+def _client(url: str) -> Any:
+    from .client import PlancellClient
+
+    token = os.environ.get("PLANCELL_TOKEN") or ""
+    key = (url.rstrip("/"), token)
+    client = _CLIENTS.get(key)
+    if client is None:
+        client = _CLIENTS[key] = PlancellClient(url, token or None)
+    return client
+
+
+def remote_plan_for(url: str, name: str | None = None) -> PlanEntry:
+    """The plan of model ``name`` as the calculation server at ``url`` has it (Settings
+    ``Server``): its numbers are fetched once per version, exactly, and indexed like a local
+    plan, so cells answer at local speed with the server's numbers. The server is asked for
+    its current version at most once per :data:`CHECK_EVERY_S`."""
+    from types import SimpleNamespace
+
+    from .wire import frame_from_wire, value_from_wire
+
+    client = _client(url)
+    if not name:
+        models = client.models()
+        if not models:
+            raise InputError("The Plancell server has no trained plan for this team yet. Fix: press Refresh Plan.",
+                             code="E201")
+        name = str(max(models, key=lambda m: str(m.get("trained_at") or ""))["name"])
+    key = ("remote:" + client.url, name)
+    now = time.monotonic()
+    entry = _CACHE.get(key)
+    if entry is not None and now - entry.checked < CHECK_EVERY_S:
+        return entry
+    info = client.model_info(name)
+    if entry is not None and int(info["version"]) == entry.version:
+        entry.checked = now
+        return entry
+    with _LOCK:
+        body = client.model_plan(name)
+        frames = {k: frame_from_wire(body[k]) if k in body else None for k in ("plan", "policy", "accuracy",
+                                                                                  "purchases")}
+        version = int(body["version"])
+        bundle = SimpleNamespace(model=None, cube=None, **frames)
+        entry = PlanEntry(name=str(body["name"]), version=version, metadata=value_from_wire(body["metadata"]),
+                          bundle=bundle, stamp=0.0, checked=now, remote=_Remote(client, name, version))
+        _index(entry)
+        _CACHE[key] = entry
+        _log.info("plan cache: loaded %s v%s from %s (%d series)", name, version, client.url, len(entry.forecast))
+    return entry

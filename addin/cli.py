@@ -492,6 +492,17 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
                           model_params={"n_estimators": args.rounds} if args.rounds else None)
     _print_warnings(summary["warnings"])
     result = summary["result"]
+    if result is None:   # Settings Server: the calculation server did the work
+        s = summary["summary"]
+        overall = s.get("backtest") or {}
+        model, naive = _metrics(overall.get("model")), _metrics(overall.get("seasonal_naive"))
+        print("\n".join([
+            f"Refreshed {Path(args.out or args.book).resolve()} on the Plancell server {summary['server']}",
+            f"  model             {summary['model']} v{summary['version']}, {s.get('n_series')} series",
+            f"  WAPE              model {_pct(model['wape'])} vs seasonal naive {_pct(naive['wape'])}",
+            f"  elapsed           {time.perf_counter() - tic:.1f} s",
+        ]))
+        return _EXIT_OK
     overall = result.backtest.overall
     model, naive = _metrics(overall.get("model")), _metrics(overall.get("seasonal_naive"))
     print("\n".join([

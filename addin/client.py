@@ -168,6 +168,44 @@ class PlancellClient:
         rows = [dict(i) if isinstance(i, Mapping) else {"sku": i[0], "location": i[1]} for i in items]
         return self._call("POST", "/v1/lookup", json={"model": model, "items": rows, "periods": periods})
 
+    def model_info(self, model: str) -> dict[str, Any]:
+        """Name, version and provenance of the plan the server serves for ``model``."""
+        return self._call("GET", f"/v1/models/{quote(model, safe='')}")
+
+    def model_plan(self, model: str) -> dict[str, Any]:
+        """The model's plan, policy, accuracy and purchases as exact wire frames (addin.wire)."""
+        return self._call("GET", f"/v1/models/{quote(model, safe='')}/plan")
+
+    def cells(self, model: str | None, calls: Iterable[tuple[str, list[Any]]]) -> dict[str, Any]:
+        """Excel functions evaluated on the server: ``[(name, args), ...]`` -> ``{"values": [...]}``."""
+        from .wire import value_to_wire
+
+        body = {"model": model, "calls": [{"function": f, "args": [value_to_wire(a) for a in args]}
+                                          for f, args in calls]}
+        out = self._call("POST", "/v1/cells", json=body)
+        from .wire import value_from_wire
+
+        out["values"] = [value_from_wire(v) for v in out["values"]]
+        return out
+
+    def start_workbook_action(self, kind: str, tables: Mapping[str, tuple[pd.DataFrame, int]], *, book: str,
+                              sheets: Mapping[str, list[str]] | None = None, rounds: int | None = None,
+                              paths: int = 1000, seed: int = 0) -> str:
+        """Start Refresh Plan / Check Execution / Run Scenario (``kind``) on an open workbook's
+        tables; returns the job id. Its output sheets come from :meth:`sheets`."""
+        from .wire import tables_to_wire
+
+        body = {"book": book, "tables": tables_to_wire(dict(tables)), "sheets": dict(sheets or {}),
+                "rounds": rounds, "paths": paths, "seed": seed}
+        return str(self._call("POST", f"/v1/actions/{kind}", json=body)["id"])
+
+    def sheets(self, job_id: str) -> list[tuple[Any, str | None]]:
+        """The output sheets (:class:`addin.sheets.Sheet`, after which sheet) a finished action wrote."""
+        from .wire import sheet_from_wire
+
+        out = self._call("GET", f"/v1/jobs/{job_id}/sheets")
+        return [(sheet_from_wire(s["sheet"]), s.get("after")) for s in out["sheets"]]
+
     def publish(self, model: str, *, note: str | None = None) -> dict[str, Any]:
         return self._call("POST", f"/v1/plans/{quote(model, safe='')}/publish", json={"note": note})
 

@@ -21,6 +21,7 @@ with their traceback here, never sent to the client).
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import hmac
 import io
@@ -32,6 +33,7 @@ import multiprocessing as mp
 import os
 import queue
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -92,6 +94,7 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     train_workers: int = 1
     dev: bool = False
+    job_retention_days: float = 30.0   # finished jobs (records, uploads, result sheets) older than this go
 
     @property
     def database_url(self) -> str:
@@ -352,38 +355,57 @@ class _Workspaces:
 
 
 class _MemoryBook:
-    """A workbook port over tables that came with a request: refresh runs unchanged, its
-    output sheets are discarded (the server keeps the model and plan in the store)."""
+    """A workbook port over tables that came with a request: the ribbon actions run unchanged
+    and the sheets they write are kept (``written``) for the add-in to put in its workbook.
+    ``layout`` is the workbook's sheets and the tables on each, as the add-in saw them."""
 
     def __init__(self, name: str, tables: dict[str, tuple[pd.DataFrame, int]],
-                 status: Callable[[str], None] | None = None) -> None:
+                 status: Callable[[str], None] | None = None, layout: dict[str, list[str]] | None = None) -> None:
         self.name = name
         self._tables = tables
         self._status = status
-        self.written: list[str] = []
+        self._layout = dict(layout or {})
+        self.written: list[tuple[Any, str | None]] = []
 
     def tables(self) -> dict[str, tuple[pd.DataFrame, int]]:
         return self._tables
 
     def sheet_names(self) -> list[str]:
-        return list(self.written)
+        names = list(self._layout)
+        return names + [s.name for s, _ in self.written if s.name not in names]
 
     def tables_on(self, sheet: str) -> list[str]:
-        return []
+        return list(self._layout.get(sheet, []))
 
     def read_pairs(self, sheet: str, max_rows: int = 40) -> dict[str, Any]:
         return {}
 
     def write_sheet(self, sheet: Any, *, after: str | None = None) -> None:
-        if sheet.name not in self.written:
-            self.written.append(sheet.name)
+        self.written = [(s, a) for s, a in self.written if s.name != sheet.name] + [(sheet, after)]
 
     def status(self, message: str | None) -> None:
         if message and self._status is not None:
             self._status(message)
 
     def save(self) -> None:
-        """Nothing to save: the model store already has the plan."""
+        """Nothing to save: the model store has the plan; the sheets go back to the add-in."""
+
+
+def _save_sheets(book: _MemoryBook, path: str | None) -> int:
+    """Write the sheets an action produced as JSON, atomically (a killed job leaves none)."""
+    if not path:
+        return 0
+    from .wire import sheet_to_wire
+
+    body = json.dumps({"sheets": [{"sheet": sheet_to_wire(s), "after": a} for s, a in book.written]},
+                      ensure_ascii=False, separators=(",", ":"))
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(body)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return len(book.written)
 
 
 class _QueueLog(logging.Handler):
@@ -447,38 +469,45 @@ def _train(q: Any, job: _Job) -> dict[str, Any]:
         q.put(("progress", event.stage, int(event.done), int(event.total), str(event.message)))
 
     assert job.tables is not None
-    out = refresh(_MemoryBook(job.book, job.tables), progress=progress,
+    book = _MemoryBook(job.book, job.tables, layout=job.layout)
+    out = refresh(book, progress=progress,
                   model_params={"n_estimators": job.rounds} if job.rounds else None,
-                  store=ModelStore(job.store_root, home=Path(job.home)))
+                  store=ModelStore(job.store_root, home=Path(job.home)), client=False)
     res = out["result"]
     return {"model": out["model"], "version": out["version"], "n_series": res.metadata.get("n_series"),
             "freq": res.metadata.get("freq"), "horizon": res.metadata.get("horizon"),
             "trained_at": res.metadata.get("trained_at"), "data_fingerprint": res.metadata.get("data_fingerprint"),
             "backtest": res.backtest.overall, "elapsed_seconds": res.metadata.get("elapsed_seconds"),
-            "warnings": [str(w) for w in out["warnings"]][:200]}
+            "warnings": [str(w) for w in out["warnings"]][:200], "sheets": _save_sheets(book, job.sheets_out)}
 
 
 def _workbook_action(q: Any, job: _Job) -> dict[str, Any]:
-    """Check Execution, Run Scenario or Publish Snapshot on the uploaded copy, exactly as the
-    ribbon runs them; the copy is saved in place for GET /v1/jobs/{id}/workbook."""
+    """Check Execution, Run Scenario or Publish Snapshot exactly as the ribbon runs them: on
+    the uploaded copy (saved in place for GET /v1/jobs/{id}/workbook), or on the tables the
+    add-in sent (the sheets written go back through GET /v1/jobs/{id}/sheets)."""
     from engine.store import ModelStore
 
     from . import actions
     from .port import FileBook
 
-    assert job.workbook is not None
     store = ModelStore(job.store_root, home=Path(job.home))
-    port = FileBook(job.workbook, progress=lambda m: q.put(("log", str(m))))
+    if job.workbook is not None:
+        port: Any = FileBook(job.workbook, progress=lambda m: q.put(("log", str(m))))
+    else:
+        assert job.tables is not None
+        port = _MemoryBook(job.book, job.tables, status=lambda m: q.put(("log", str(m))), layout=job.layout)
     q.put(("progress", job.kind, 0, 1, "start"))
     if job.kind == "check":
-        out = actions.check(port, store=store)
+        out = actions.check(port, store=store, client=False)
         summary = {"compared_with": out["compared_with"], "alerts": _records(out["alerts"]),
                    "purchases": _records(out["purchases"]), "kpis": _records(out["kpis"])}
     elif job.kind == "scenario":
-        out = actions.scenario(port, store=store, paths=job.paths)
+        out = actions.scenario(port, store=store, paths=job.paths, seed=job.seed, client=False)
         summary = {"summary": _records(out["summary"]), "mitigations": _records(out["mitigations"])}
     else:
-        summary = {"sheet": actions.publish(port)}
+        summary = {"sheet": actions.publish(port, client=False)}
+    if isinstance(port, _MemoryBook):
+        summary["sheets"] = _save_sheets(port, job.sheets_out)
     q.put(("progress", job.kind, 1, 1, "done"))
     return {"book": job.book, **summary}
 
@@ -503,6 +532,9 @@ class _Job(NamedTuple):
     home: str
     rounds: int | None = None
     paths: int = 1000
+    seed: int = 0
+    layout: dict[str, list[str]] | None = None           # JSON actions: the workbook's sheets and their tables
+    sheets_out: str | None = None                         # JSON actions: where the written sheets go
 
 
 @dataclass
@@ -516,8 +548,9 @@ class _Running:
 class _JobRunner:
     """Runs training jobs one (or ``workers``) at a time in spawned processes."""
 
-    def __init__(self, db: Database, workers: int = 1) -> None:
+    def __init__(self, db: Database, workers: int = 1, on_finish: Callable[[], None] | None = None) -> None:
         self.db = db
+        self._on_finish = on_finish
         self.workers = max(1, int(workers))
         self._ctx = mp.get_context("spawn")
         self._pending: queue.Queue[tuple[str, _Job] | None] = queue.Queue()
@@ -576,6 +609,11 @@ class _JobRunner:
                 _log.exception("training job %s: runner failed", job_id)
                 self.db.finish_job(job_id, "failed", error=_body("E900", "internal error in the job runner; "
                                                                         "see the server log"))
+            if self._on_finish is not None:
+                try:
+                    self._on_finish()
+                except Exception:  # housekeeping must never stop the runner
+                    _log.exception("job clean-up failed")
 
     def _run(self, job_id: str, args: _Job) -> None:
         with self._lock:
@@ -665,6 +703,26 @@ class _JobRunner:
             self.db.finish_job(job_id, "failed", error=_body(
                 "E900", f"the training process ended unexpectedly (exit code {exitcode}); the previous model "
                         "version keeps serving. Try again; if it repeats, report it with the server log"))
+
+
+_LAST_PRUNE: dict[str, float] = {}
+
+
+def _prune_jobs(db: Database, config: ServerConfig, *, every: float = 0.0) -> int:
+    """Remove finished jobs older than the retention (records, events, uploaded copies and
+    result sheets), at most once per ``every`` seconds. Models and published plans stay."""
+    key = str(config.data_dir)
+    now = time.monotonic()
+    if every and now - _LAST_PRUNE.get(key, -1e18) < every:
+        return 0
+    _LAST_PRUNE[key] = now
+    cutoff = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=config.job_retention_days)
+    gone = db.prune_jobs(cutoff)
+    for ws, job_id in gone:
+        shutil.rmtree(config.data_dir / "workspaces" / ws / "jobs" / job_id, ignore_errors=True)
+    if gone:
+        _log.info("removed %d finished job(s) older than %g days", len(gone), config.job_retention_days)
+    return len(gone)
 
 
 # --------------------------------------------------------------------------- request bodies
@@ -803,6 +861,29 @@ class LookupResponse(BaseModel):
     results: list[LookupResult]
 
 
+class ActionRequest(BaseModel):
+    """A ribbon action on a workbook the add-in has open: its tables exactly as read (typed,
+    with the Excel row of each table's first data row) and its sheets with the tables on each."""
+
+    book: str = Field("workbook.xlsx", max_length=200, description="the workbook's file name; names the model "
+                      "unless Settings has Model")
+    tables: dict[str, Any] = Field(description="table name -> {frame, first_row} (addin.wire.tables_to_wire)")
+    sheets: dict[str, list[str]] = Field(default_factory=dict, description="sheet name -> tables on it")
+    rounds: int | None = Field(None, ge=1, le=5000, description="refresh: LightGBM boosting rounds")
+    paths: int = Field(1000, ge=10, le=20_000, description="scenario: Monte Carlo paths")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="scenario: random seed")
+
+
+class CellCall(BaseModel):
+    function: str = Field(max_length=40, description="an Excel function name, e.g. FORECAST_SKU")
+    args: list[Any] = Field(default_factory=list, max_length=10, description="its arguments as Excel passes them")
+
+
+class CellsRequest(BaseModel):
+    model: str | None = Field(None, description="model name (default: the workspace's most recently trained)")
+    calls: list[CellCall] = Field(max_length=5000)
+
+
 class PublishRequest(BaseModel):
     note: str | None = Field(None, max_length=2000)
 
@@ -879,7 +960,14 @@ class _WarmPlans:
         now = time.monotonic()
         if hit is not None and now - hit[1] < CHECK_EVERY_S:
             return hit[0]
-        entry = await run_in_threadpool(lambda: plan_for(model or _latest_model(store), store=store))
+        try:
+            entry = await run_in_threadpool(lambda: plan_for(model or _latest_model(store), store=store))
+        except InputError as exc:
+            if exc.code != "E201":
+                raise
+            # the store's own message names its folder on this server: not the client's business
+            raise InputError(f"No model {model!r} in this workspace. Fix: press Refresh Plan (or start a training "
+                             "job) first; GET /v1/models lists the models there are.", code="E201") from None
         self._seen[key] = (entry, now)
         return entry
 
@@ -915,6 +1003,38 @@ def _records(df: pd.DataFrame | None) -> list[dict[str, Any]]:
     return json.loads(df.to_json(orient="records", date_format="iso"))
 
 
+def _cells(entry: Any, calls: list[CellCall]) -> bytes:
+    """Excel function calls evaluated here, by the very functions the add-in runs, on this
+    server's copy of the plan: a cell reads the same number either way."""
+    from . import udfs
+    from .wire import value_from_wire, value_to_wire
+
+    values = []
+    with udfs.serving(entry):
+        for call in calls:
+            fn = getattr(udfs, call.function, None) if call.function in udfs.__all__ else None
+            if fn is None:
+                values.append(f"PLANCELL-E110: {call.function[:40]!r} is not a Plancell function.")
+                continue
+            values.append(value_to_wire(fn(*[value_from_wire(a) for a in call.args])))
+    return _dumps({"model": entry.name, "version": entry.version, "values": values})
+
+
+def _plan_body(entry: Any) -> bytes:
+    """A loaded plan's published numbers (plan, policy, accuracy, purchases) for the add-in's
+    cache, encoded once per plan version."""
+    from .wire import frame_to_wire, value_to_wire
+
+    body = entry.extra.get("server_plan_body")
+    if body is None:
+        b = entry.bundle
+        frames = {k: frame_to_wire(getattr(b, k)) for k in ("plan", "policy", "accuracy", "purchases")
+                  if getattr(b, k, None) is not None}
+        body = entry.extra["server_plan_body"] = _dumps({
+            "name": entry.name, "version": entry.version, "metadata": value_to_wire(entry.metadata), **frames})
+    return body
+
+
 # --------------------------------------------------------------------------- the app
 
 
@@ -928,7 +1048,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     abandoned = db.abandon_unfinished()
     if abandoned:
         _log.warning("%d job(s) of a previous server run did not finish; marked failed", abandoned)
-    runner = _JobRunner(db, config.train_workers)
+    _prune_jobs(db, config)
+    runner = _JobRunner(db, config.train_workers, on_finish=lambda: _prune_jobs(db, config, every=3600.0))
     spaces = _Workspaces(config.data_dir)
     digests = dict(config.tokens)
     warm = _WarmPlans()
@@ -1102,6 +1223,81 @@ def create_app(config: ServerConfig) -> FastAPI:
         if state != "cancelled":
             raise _ApiError(409, f"job {job_id} {state} before it could be cancelled", code="E110")
         return db.job(ws.name, job_id, max_events=0) or {}
+
+    @app.post("/v1/actions/{kind}", status_code=202, response_model=JobCreated, tags=["workbook actions"])
+    def action(kind: str, body: ActionRequest, ws: _Workspace = Auth) -> JSONResponse:
+        """Refresh Plan (``refresh``), Check Execution (``check``) or Run Scenario (``scenario``)
+        on the tables of a workbook open in Excel. Returns a job; when it succeeds, GET
+        /v1/jobs/{id}/sheets has the output sheets for the add-in to write."""
+        from .actions import model_name_for, read_plan_settings
+        from .wire import tables_from_wire
+
+        if kind not in ("refresh", "check", "scenario"):
+            raise _ApiError(404, f"no workbook action {kind!r}: use refresh, check or scenario", code="E110")
+        book = _book_name(body.book)
+        tables = tables_from_wire(body.tables)
+        if "Sales" not in tables:
+            raise InputError(f"{book} has no table named Sales.",
+                             [Problem("Sales", "no Excel table named Sales in the workbook", "select your sales data, "
+                                      "Insert > Table, then name it Sales", code="E101")], code="E101")
+        if kind == "refresh":
+            model = _check({k: v for k, v in tables.items() if k in CONTRACT_TABLES}, book)
+        else:
+            model = model_name_for(book, read_plan_settings(tables))
+            if ws.store.latest(model) is None:
+                raise InputError(f"No model {model!r} in this workspace yet. Fix: press Refresh Plan first.",
+                                 code="E201")
+        job_kind = "train" if kind == "refresh" else kind
+        job_id = db.create_job(ws.name, kind=job_kind, book=book, model=model,
+                               params={"rounds": body.rounds, "paths": body.paths, "seed": body.seed})
+        folder = config.data_dir / "workspaces" / ws.name / "jobs" / job_id
+        folder.mkdir(parents=True)
+        runner.submit(job_id, _Job(job_kind, book, tables, None, str(ws.store.root), str(config.data_dir),
+                                   body.rounds, body.paths, body.seed, dict(body.sheets),
+                                   str(folder / "sheets.json")))
+        out = {"id": job_id, "state": "queued", "model": model, "url": f"/v1/jobs/{job_id}"}
+        return JSONResponse(out, status_code=202, headers={"Location": out["url"]})
+
+    @app.get("/v1/jobs/{job_id}/sheets", tags=["workbook actions"])
+    def job_sheets(job_id: str, ws: _Workspace = Auth) -> Any:
+        """The output sheets a finished /v1/actions job wrote (addin.wire JSON)."""
+        from fastapi.responses import FileResponse
+
+        found = db.job(ws.name, job_id, max_events=0)
+        if found is None:
+            raise _ApiError(404, f"no job {job_id!r} in this workspace", code="E110")
+        if found["state"] != "succeeded":
+            raise _ApiError(409, f"job {job_id} is {found['state']}: no sheets to fetch", code="E110")
+        path = config.data_dir / "workspaces" / ws.name / "jobs" / job_id / "sheets.json"
+        if not path.is_file():
+            raise _ApiError(404, f"job {job_id} was not started from the add-in: it has no sheets", code="E110")
+        return FileResponse(path, media_type="application/json")
+
+    @app.get("/v1/models/{model}", tags=["models"])
+    async def model_info(model: str, ws: _Workspace = Auth) -> dict[str, Any]:
+        """The plan version the cells of a workbook read: name, version, provenance."""
+        entry = await warm.get(ws.store, model)
+        m = entry.metadata
+        return {"name": entry.name, "version": entry.version, "trained_at": m.get("trained_at"),
+                "data_fingerprint": m.get("data_fingerprint"), "n_series": m.get("n_series"),
+                "freq": m.get("freq"), "horizon": m.get("horizon")}
+
+    @app.get("/v1/models/{model}/plan", tags=["models"])
+    async def model_plan(model: str, ws: _Workspace = Auth) -> Response:
+        """The model's current plan, policy, accuracy and purchases (exact values, addin.wire
+        frames): the add-in's cell cache, so cells read the server's numbers at local speed."""
+        entry = await warm.get(ws.store, model)
+        return Response(_plan_body(entry), media_type="application/json")
+
+    @app.post("/v1/cells", tags=["lookups"])
+    async def cells(body: CellsRequest, ws: _Workspace = Auth) -> Response:
+        """Excel functions evaluated on the server (what needs the model itself: other quantiles,
+        safety stock for another service level or lead time, driver contributions). Each value
+        is what the cell shows, errors included as one line."""
+        from starlette.concurrency import run_in_threadpool
+
+        entry = await warm.get(ws.store, body.model)
+        return Response(await run_in_threadpool(_cells, entry, body.calls), media_type="application/json")
 
     @app.get("/v1/models", tags=["models"])
     def models(ws: _Workspace = Auth) -> list[dict[str, Any]]:

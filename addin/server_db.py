@@ -15,8 +15,12 @@ SQLite (a file, zero setup) by default; any SQLAlchemy URL works, e.g.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import logging
 import math
+import random
+import time
 import uuid
 from typing import Any, Iterable
 
@@ -26,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.errors import InputError, TransientError
 
-__all__ = ["Database", "JOB_STATES", "FINISHED_STATES"]
+__all__ = ["Database", "JOB_STATES", "FINISHED_STATES", "plan_checksum"]
 
 _log = logging.getLogger(__name__)
 
@@ -79,6 +83,8 @@ _plans = sa.Table(
     sa.Column("provenance", sa.JSON, nullable=False),
     sa.Column("rows", sa.JSON, nullable=False),          # the plan: SKU, Location, Period, P10, P50, P90 ...
     sa.Column("policy", sa.JSON, nullable=False),        # safety stock, reorder point ... per SKU-location
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("checksum", sa.String(64), nullable=False),  # sha256 of rows + policy: a reader can verify
     sa.UniqueConstraint("workspace", "model", "version", name="uq_published_plan_version"),
 )
 
@@ -109,6 +115,14 @@ def _iso(value: _dt.datetime | None) -> str | None:
     if value.tzinfo is None:  # SQLite hands back naive datetimes; we only ever store UTC
         value = value.replace(tzinfo=_dt.timezone.utc)
     return value.isoformat(timespec="seconds")
+
+
+def plan_checksum(rows: Any, policy: Any) -> str:
+    """sha256 of a published plan's content (canonical JSON), stored with it and checkable by
+    anyone who reads it back."""
+    text = json.dumps({"rows": rows, "policy": policy}, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                      default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _plain_json(value: Any) -> Any:
@@ -266,6 +280,19 @@ class Database:
                 conn.execute(_events.insert(), rows)
                 conn.execute(_jobs.update().where(_jobs.c.id == job_id).values(n_events=n + len(rows)))
 
+    def prune_jobs(self, before: _dt.datetime) -> list[tuple[str, str]]:
+        """Forget finished jobs created before ``before`` (their events too); returns their
+        (workspace, id) so the caller removes their folders. Published plans are never pruned."""
+        with self.engine.begin() as conn:
+            old = conn.execute(sa.select(_jobs.c.workspace, _jobs.c.id).where(
+                _jobs.c.created_at < before, _jobs.c.state.in_(tuple(FINISHED_STATES)))).all()
+            ids = [r[1] for r in old]
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                conn.execute(_events.delete().where(_events.c.job_id.in_(chunk)))
+                conn.execute(_jobs.delete().where(_jobs.c.id.in_(chunk)))
+        return [(str(w), str(i)) for w, i in old]
+
     def abandon_unfinished(self) -> int:
         """Mark jobs a previous server process left queued or running as failed (their
         worker died with it); returns how many."""
@@ -282,21 +309,25 @@ class Database:
                      provenance: dict[str, Any], rows: list[dict[str, Any]],
                      policy: list[dict[str, Any]] | None = None) -> int:
         """Append a new immutable version of ``model``'s published plan; returns its number."""
-        for _attempt in range(5):
-            with self.engine.connect() as conn:
-                last = conn.execute(sa.select(sa.func.max(_plans.c.version)).where(
-                    _plans.c.workspace == workspace, _plans.c.model == model)).scalar()
-            version = int(last or 0) + 1
+        rows, policy = _plain_json(rows), _plain_json(policy or [])
+        record = dict(workspace=workspace, model=model, model_version=model_version,
+                      data_fingerprint=data_fingerprint, provenance=_plain_json(provenance), rows=rows,
+                      policy=policy, n_rows=len(rows), checksum=plan_checksum(rows, policy))
+        for attempt in range(50):
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(_plans.insert().values(
-                        workspace=workspace, model=model, version=version, published_at=_now(),
-                        model_version=model_version, data_fingerprint=data_fingerprint,
-                        provenance=_plain_json(provenance), rows=_plain_json(rows),
-                        policy=_plain_json(policy or [])))
+                    if self.engine.dialect.name == "postgresql":
+                        # publishers of one model queue here instead of racing for the next number
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                                     {"k": f"{workspace}/{model}"})
+                    last = conn.execute(sa.select(sa.func.max(_plans.c.version)).where(
+                        _plans.c.workspace == workspace, _plans.c.model == model)).scalar()
+                    version = int(last or 0) + 1
+                    conn.execute(_plans.insert().values(version=version, published_at=_now(), **record))
                 return version
             except IntegrityError:
-                continue  # another publisher took this number: take the next
+                # SQLite: another publisher took this number between our read and write
+                time.sleep(random.uniform(0.0, 0.01 * (attempt + 1)))
         raise TransientError(f"could not publish {model!r}: too many concurrent publications; try again")
 
     def plans(self, workspace: str, model: str | None = None) -> list[dict[str, Any]]:

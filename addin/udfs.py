@@ -10,9 +10,11 @@ Python function with the same keyword names, e.g.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import logging
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import xlwings as xw
@@ -110,27 +112,54 @@ def SAFETY_STOCK_CALC(
 # --------------------------------------------------------------------------- plan functions
 
 
-def _entry(caller: Any = None) -> Any:
-    from .cache import plan_for
+_SERVING: contextvars.ContextVar[Any] = contextvars.ContextVar("plancell_serving", default=None)
 
-    return plan_for(_model_name(caller))
+
+@contextlib.contextmanager
+def serving(entry: Any) -> Iterator[None]:
+    """Evaluate functions on ``entry`` (the calculation server answering a cell for the add-in)."""
+    token = _SERVING.set(entry)
+    try:
+        yield
+    finally:
+        _SERVING.reset(token)
+
+
+def _entry(caller: Any = None) -> Any:
+    served = _SERVING.get()
+    if served is not None:
+        return served
+    from .cache import plan_for, remote_plan_for
+
+    name, server = _book_target(caller)
+    if server:
+        return remote_plan_for(server, name)
+    return plan_for(name)
 
 
 def _model_name(caller: Any) -> str | None:
     """The calling workbook's model (Settings ``Model`` or the file name); None outside Excel."""
+    return _book_target(caller)[0]
+
+
+def _book_target(caller: Any) -> tuple[str | None, str | None]:
+    """(model name, Settings ``Server`` URL or None) of the calling workbook; outside Excel the
+    model is the default one and ``$PLANCELL_SERVER`` the server, if set."""
+    import os
+
     if caller is None:
-        return None
+        return None, os.environ.get("PLANCELL_SERVER") or None
     try:
         book = caller.sheet.book
     except AttributeError:
-        return None
+        return None, os.environ.get("PLANCELL_SERVER") or None
     return _BOOK_MODELS.get(book.name) or _book_model(book)
 
 
-_BOOK_MODELS: dict[str, str] = {}
+_BOOK_MODELS: dict[str, tuple[str, str | None]] = {}
 
 
-def _book_model(book: Any) -> str:
+def _book_model(book: Any) -> tuple[str, str | None]:
     from .actions import model_name_for, read_plan_settings
     from .port import XlwingsBook
 
@@ -138,9 +167,9 @@ def _book_model(book: Any) -> str:
         settings = read_plan_settings({k: v for k, v in XlwingsBook(book).tables().items() if k == "Settings"})
     except PlancellError:
         settings = None
-    name = model_name_for(book.name, settings)
-    _BOOK_MODELS[book.name] = name
-    return name
+    target = (model_name_for(book.name, settings), getattr(settings, "server", None) or None)
+    _BOOK_MODELS[book.name] = target
+    return target
 
 
 def _periods(v: Any, default: int, horizon: int) -> int:
@@ -161,6 +190,9 @@ def _quantile_values(entry: Any, key: tuple[str, str], q: float) -> Any:
     if col in fc:
         return fc[col]
     cache = entry.extra.setdefault(("quantile", col), {})
+    if key not in cache and entry.remote is not None:
+        row = entry.remote.cell("FORECAST_SKU", key[0], len(entry.periods), key[1], q)
+        cache[key] = np.asarray(row[0], dtype=float)
     if not cache:
         pred = entry.bundle.model.predict(len(entry.periods), quantiles=(q,))
         for (sku, loc), g in pred.groupby(["SKU", "Location"], sort=False):
@@ -243,6 +275,10 @@ def _recomputed(entry: Any, key: tuple[str, str], service_level: Any, lead_time_
     from engine.inventory import _service
     from engine.policy import fit_safety_stock, forecast_over
 
+    if entry.remote is not None:
+        ss, rop = entry.remote.cells([("SAFETY_STOCK", key[0], key[1], service_level, lead_time_days),
+                                      ("REORDER_POINT", key[0], key[1], service_level, lead_time_days)])
+        return {"SafetyStock": ss, "ReorderPoint": rop}
     row = entry.policy[key]
     alpha = row["ServiceLevel"] if _blank(service_level) else _service(_number(service_level, "service_level"))
     lt_days = float(row["LeadTimeDays"]) if _blank(lead_time_days) else _number(lead_time_days, "lead_time_days")
@@ -366,6 +402,8 @@ def FORECAST_DRIVERS(sku: Any, location: Any = None, period: Any = 1, caller: An
     entry = _entry(caller)
     key = entry.key(sku, location, what="drivers")
     k = _periods(period, 1, len(entry.periods))
+    if entry.remote is not None:
+        return entry.remote.cell("FORECAST_DRIVERS", key[0], key[1], k)
     contrib = entry.extra.get("contributions")
     if contrib is None:
         c = entry.bundle.model.contributions(len(entry.periods))
