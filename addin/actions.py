@@ -74,12 +74,19 @@ def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None
     port.status("Plancell: reading tables ...")
     tables = port.tables()
     if "Sales" not in tables:
+        found = f"tables found: {', '.join(sorted(tables))}" if tables else "the workbook has no Excel tables"
         raise InputError(
-            f"{port.name} has no table named Sales.",
-            [Problem("Sales", "no Excel table named Sales in the workbook",
+            f"{port.name} has no table named Sales ({found}).",
+            [Problem("Sales", f"no Excel table named Sales in the workbook ({found})",
                      "select your sales data, Insert > Table, then name it Sales (Table Design > Table Name)",
                      code="E101")], code="E101")
-    settings = read_plan_settings(tables)
+    try:
+        settings = read_plan_settings(tables)
+    except InputError as exc:  # name the Settings cells (sheet, column letter) like every other problem
+        from engine.contract import locate_problems
+
+        exc.problems = locate_problems(exc.problems, tables)
+        raise
     srv = _server(settings, client)
     if srv is not None:
         rounds = (model_params or {}).get("n_estimators")
@@ -113,6 +120,9 @@ def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None
         port.write_sheet(purchases_sheet(result.purchases, settings.budget), after="Accuracy")
     history = data.sales[data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]]
     port.write_sheet(charts_sheet(history, result.plan), after="Purchases")
+    from .sheets import data_quality_sheet
+
+    port.write_sheet(data_quality_sheet(data.changes, list(data.warnings) + list(settings.warnings)), after="Charts")
     port.save()
     port.status(None)
     return {"model": name, "version": result.metadata.get("model_version"), "result": result,

@@ -50,7 +50,7 @@ class PlanEntry:
 
     def key(self, sku: Any, location: Any, *, what: str) -> tuple[str, str]:
         """Resolve (SKU, Location); a blank location is fine when the SKU has only one."""
-        s = _text(sku)
+        s = _text(sku, "sku")
         if not s:
             raise InputError("sku is blank. Fix: give a SKU code, e.g. \"SKU-001\".", code="E110")
         locs = self.locations.get(s)
@@ -59,7 +59,7 @@ class PlanEntry:
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise InputError(f"SKU {s!r} is not in the plan of model {self.name}{hint}. Fix: check the code, "
                              "or refresh the plan if it is new.", code="E106")
-        loc = _text(location)
+        loc = _text(location, "location")
         if not loc:
             if len(locs) == 1:
                 return s, locs[0]
@@ -72,14 +72,21 @@ class PlanEntry:
         return s, loc
 
 
-def _text(v: Any) -> str:
+def _text(v: Any, name: str = "value") -> str:
+    """One cell's value as a key ("" when blank); a range or any non-cell value is refused."""
+    import datetime as _dt
+
     if v is None:
         return ""
-    if isinstance(v, float):
+    if isinstance(v, (float, np.floating)):
         if np.isnan(v):
             return ""
-        if v.is_integer():
+        if float(v).is_integer():
             v = int(v)  # Excel passes 1001 as 1001.0: SKU "1001"
+    elif not isinstance(v, (str, int, np.integer, _dt.date)):
+        kind = "a range of cells" if isinstance(v, (list, tuple, np.ndarray)) else f"a {type(v).__name__} value"
+        raise InputError(f"{name} must be one cell's text or number, not {kind}. Fix: point to a single cell.",
+                         code="E110")
     return str(v).strip()
 
 

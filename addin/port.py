@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -25,6 +24,7 @@ import pandas as pd
 
 from engine.errors import InputError, Problem, TransientError
 
+from .files import commit_file, temp_path
 from .sheets import FORMATS, Sheet, render
 
 __all__ = ["WorkbookPort", "FileBook", "XlwingsBook", "OpenpyxlSink"]
@@ -158,9 +158,12 @@ class FileBook:
         if self._wb is None:
             import openpyxl
 
+            from .guard import check_workbook
             from .workbook import read_tables
 
-            self._tables = read_tables(self.path)  # validates the file with a planner-readable error
+            if self.path.is_file():
+                check_workbook(self.path)  # size, cells, zip/entity bombs: before any parser sees the file
+            self._tables = read_tables(self.path, guard=False)  # validates the file with a planner-readable error
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self._wb = openpyxl.load_workbook(self.path, keep_vba=self.path.suffix.lower() == ".xlsm",
@@ -216,11 +219,11 @@ class FileBook:
         """Write atomically (a temp file in the same folder, renamed over the target)."""
         wb = self._book()
         target = Path(path) if path is not None else self.path
-        tmp = target.with_name(f".~{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{target.suffix}")
+        tmp = temp_path(target)
         try:
             wb.save(tmp)
             try:
-                os.replace(tmp, target)
+                commit_file(tmp, target)
             except PermissionError as exc:
                 raise TransientError(f"Cannot replace {target}: it is open in another program (Excel?). "
                                      "Close it and run again.") from exc
@@ -308,18 +311,25 @@ class XlwingsBook:
         self.name = book.name
 
     def tables(self) -> dict[str, tuple[pd.DataFrame, int]]:
+        from engine.contract import ATTR_EXCEL, ATTR_FIRST_COLUMN, ATTR_SHEET
+
+        from .workbook import _canonical_table_name
+
         out: dict[str, tuple[pd.DataFrame, int]] = {}
         for sh in self.book.sheets:
             for t in sh.tables:
                 rng = t.range
-                values = rng.options(ndim=2).value or []
+                # err_to_str: an error cell arrives as "#N/A", never as a blank
+                values = rng.options(ndim=2, err_to_str=True).value or []
                 if not values:
                     continue
                 header, rows = values[0], values[1:]
                 df = pd.DataFrame(rows, columns=[str(h) for h in header])
                 while len(df) and df.iloc[-1].isna().all():
                     df = df.iloc[:-1]
-                out[t.name] = (df, rng.row + 1)
+                df.attrs.update({ATTR_SHEET: sh.name, ATTR_FIRST_COLUMN: int(getattr(rng, "column", 1)),
+                                 ATTR_EXCEL: True})
+                out[_canonical_table_name(t.name)] = (df, rng.row + 1)
         return out
 
     def sheet_names(self) -> list[str]:

@@ -782,7 +782,10 @@ def _book_name(name: str | None, default: str = "workbook.xlsx") -> str:
 
 
 def _read_upload(data: bytes, filename: str, max_body: int) -> dict[str, tuple[pd.DataFrame, int]]:
+    from .guard import check_workbook
     from .workbook import read_tables
+
+    check_workbook(data, name=filename)  # size, cells, zip and entity bombs: before anything unpacks the file
 
     if not data.startswith(b"PK"):
         raise InputError(f"{filename} is not an .xlsx workbook.",

@@ -26,7 +26,8 @@ from .safe import safe_text
 __all__ = [
     "Sheet", "Title", "Note", "Pairs", "Grid", "TableBlock", "ChartData", "BandChart", "Sink", "render",
     "number_format", "charts_sheet", "snapshot_sheet", "snapshot_name",
-    "FORMATS", "plan_sheet", "accuracy_sheet", "purchases_sheet", "table_sheet", "display",
+    "FORMATS", "plan_sheet", "accuracy_sheet", "purchases_sheet", "table_sheet", "display", "data_quality_sheet",
+    "DATA_QUALITY_HEADERS",
     "PLAN_HEADERS", "ACCURACY_HEADERS", "POLICY_HEADERS", "PURCHASE_HEADERS",
 ]
 
@@ -432,6 +433,42 @@ def purchases_sheet(purchases: pd.DataFrame, budget: float | None) -> Sheet:
                 "The Why column says what does not fit and why.")
     return Sheet("Purchases", [Title("Purchase priority: what to order now"), Note(text),
                                TableBlock("Purchases", display(purchases, PURCHASE_HEADERS), freeze=True)])
+
+
+#: Columns of the DataQuality table (one row per value read differently from its cell).
+DATA_QUALITY_HEADERS: tuple[str, ...] = (
+    "Table", "Sheet", "Row", "Column", "Header", "Original value", "Value used", "What was done",
+)
+_WARNING_HEADERS: tuple[str, ...] = ("Table", "Sheet", "Row", "Column", "Header", "Value", "Problem", "Fix")
+NOTHING_CHANGED = "Nothing was changed: every value was used exactly as the cells hold it."
+
+
+def data_quality_sheet(changes: Sequence[Any], warnings: Sequence[Any] = (), *,
+                       name: str = "Data quality") -> Sheet:
+    """The Data quality sheet: every value the reader used differently from how its cell holds
+    it (:class:`engine.contract.Change`: trimmed, text to number, serial to date, ...), then
+    the warnings the data was accepted with. Says so in one line when nothing was changed.
+
+    Blank stays blank here: an empty cell shows as an empty Original / Value used cell, never 0.
+    """
+    n_rows = sum(1 for c in changes if getattr(c, "row", None) is not None)
+    facts = Pairs([("Values changed", n_rows), ("Warnings", len(warnings))])
+    blocks: list[Any] = [Title("Data quality: what Plancell changed while reading your tables"), facts]
+    if not changes:
+        blocks.append(Note(NOTHING_CHANGED))
+    else:
+        blocks.append(Note("Each row is a cell Plancell read differently from how the cell holds it, or a row it "
+                           "skipped. Fix the cell to make the row go away; the plan used the 'Value used'."))
+        rows = [[c.table, getattr(c, "sheet", None), c.row, getattr(c, "letter", None), c.column, c.original,
+                 c.used, c.action] for c in changes]
+        blocks.append(TableBlock("DataQuality", pd.DataFrame(rows, columns=list(DATA_QUALITY_HEADERS), dtype=object),
+                                 freeze=True))
+    if warnings:
+        rows = [[w.table, getattr(w, "sheet", None), w.row, getattr(w, "letter", None), w.column, w.value,
+                 w.message, w.fix] for w in warnings]
+        blocks += [Title("Warnings (the data was accepted; check these)"),
+                   TableBlock("DataWarnings", pd.DataFrame(rows, columns=list(_WARNING_HEADERS), dtype=object))]
+    return Sheet(name, blocks, widths={0: 16, 1: 16})
 
 
 def table_sheet(name: str, frame: pd.DataFrame) -> Sheet:

@@ -31,17 +31,35 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _cell_errors(fn: F) -> F:
-    """Turn every failure into the one-line cell text; log bugs with their traceback."""
+    """Turn every failure into the one-line cell text; log bugs with their traceback.
+
+    The line is at most 255 characters: very long values quoted in a message are shortened
+    first, so the "Fix:" part survives; Python object reprs never reach the cell. An
+    infinite or NaN result becomes an error line, never ``#NUM!``."""
+    import re
+
+    def cell_line(text: str) -> str:
+        text = " ".join(str(text).split())
+        text = re.sub(r"<(?:[^<>]* at 0x[0-9a-fA-F]+|(?:class|function|built-in|bound method|module) [^<>]*)>",
+                      "a value of the wrong type", text)
+        if len(text) > 255:
+            # head and tail of each long word: a file path keeps its file name
+            text = re.sub(r"\S{41,}", lambda m: m.group(0)[:12] + "\u2026" + m.group(0)[-27:], text)
+        return text if len(text) <= 255 else text[:254] + "\u2026"
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
         except PlancellError as exc:
-            return exc.one_line()
+            return cell_line(exc.one_line())
         except Exception:  # a bug: the cell gets a short line, the log gets the traceback
             _log.exception("%s failed", fn.__name__)
             return "PLANCELL-E900: internal error in Plancell; see the log and report it."
+        if isinstance(out, (float, np.floating)) and not np.isfinite(out):
+            return ("PLANCELL-E110: the result is not a finite number: an input is out of range. "
+                    "Fix: check the arguments.")
+        return out
 
     return wrapper  # type: ignore[return-value]
 
@@ -55,19 +73,36 @@ def _number(v: Any, name: str, default: Any = None) -> Any:
     a duration text ('14 days') is passed through for the engine to convert or refuse."""
     if _blank(v):
         return default
-    if isinstance(v, bool):
+    if isinstance(v, (bool, np.bool_)):
         raise InputError(f"{name} is TRUE/FALSE, not a number. Fix: enter a number.",
                          [Problem("arguments", "is TRUE/FALSE, not a number", "enter a number",
-                                  column=name, value=v, code="E110")], code="E110")
-    if isinstance(v, (int, float)):
-        return float(v)
-    text = str(v).strip()
-    try:
-        if text.endswith("%"):
-            return float(text[:-1].replace(",", "")) / 100.0
-        return float(text.replace(",", ""))
-    except ValueError:
-        return text  # e.g. "14 days": the engine converts it or explains why it cannot
+                                  column=name, value=bool(v), code="E110")], code="E110")
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        try:
+            f = float(v)
+        except OverflowError:  # an int beyond float range
+            f = float("inf")
+    elif isinstance(v, str):
+        text = v.strip()
+        try:
+            f = float(text[:-1].replace(",", "")) / 100.0 if text.endswith("%") else float(text.replace(",", ""))
+        except ValueError:
+            return text  # e.g. "14 days": the engine converts it or explains why it cannot
+    else:  # a range, a date, anything else a cell or a caller can pass
+        kind = "a range of cells" if isinstance(v, (list, tuple, np.ndarray)) else f"a {type(v).__name__} value"
+        raise InputError(f"{name} must be a single number, not {kind}. Fix: enter a number or point to one cell.",
+                         [Problem("arguments", f"is {kind}, not a number", "enter a number",
+                                  column=name, code="E110")], code="E110")
+    if not np.isfinite(f):
+        raise InputError(f"{name} must be a finite number (got {f}). Fix: enter a number.",
+                         [Problem("arguments", "is not a finite number", "enter a number", column=name,
+                                  value=str(v)[:40], code="E110")], code="E110")
+    # Durations in days feed period arithmetic in integers: refuse what no supply chain has.
+    if name.endswith("_days") and abs(f) > 36_500:
+        raise InputError(f"{name} of {f:g} days is more than 100 years. Fix: enter the lead time in days.",
+                         [Problem("arguments", "is more than 100 years", "enter the lead time in days",
+                                  column=name, value=f, code="E110")], code="E110")
+    return f
 
 
 @xw.func
@@ -174,10 +209,10 @@ def _book_model(book: Any) -> tuple[str, str | None]:
 
 def _periods(v: Any, default: int, horizon: int) -> int:
     n = _number(v, "periods", float(default))
-    if not isinstance(n, float) or n != int(n) or n < 1:
+    if not isinstance(n, float) or not n.is_integer() or n < 1:
         raise InputError(f"periods must be a whole number of 1 or more (got {v!r}).", code="E110")
     if n > horizon:
-        raise InputError(f"periods {int(n)} is beyond the plan's horizon of {horizon}. Fix: ask for at most "
+        raise InputError(f"periods {n:g} is beyond the plan's horizon of {horizon}. Fix: ask for at most "
                          f"{horizon}, or set a longer Horizon in Settings and refresh.", code="E110")
     return int(n)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import uuid
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,6 +22,7 @@ import pandas as pd
 
 from engine.errors import InputError, Problem, TransientError
 
+from .files import commit_file, temp_path
 from .sheets import (
     ACCURACY_HEADERS, FORMATS, PLAN_HEADERS, POLICY_HEADERS, PURCHASE_HEADERS, accuracy_sheet, charts_sheet,
     plan_sheet, purchases_sheet, render, table_sheet,
@@ -96,16 +97,15 @@ class XlsxWriterSink:
                                    for k, (c, lab) in enumerate(chart.lines))):
             ch.add_series({"name": label, "categories": x, "values": [name, first, col, last, col], "line": line,
                            "marker": {"type": "none"}})
-        ch.set_title({"name": chart.title, "name_font": {"size": 11}})
+        title = chart.title
+        if re.match(r"^=?[^!]+!\$?[A-Z]+\$?\d+", title):
+            # XlsxWriter reads such a title as a cell reference (a formula in the chart): break it
+            title = title.replace("!", "!\u200b", 1)
+        ch.set_title({"name": title, "name_font": {"size": 11}})
         ch.set_legend({"position": "bottom"})
         ch.set_x_axis({"num_format": "yyyy-mm", "date_axis": True})
         ch.set_size({"width": 560, "height": 300})
         self.ws.insert_chart(anchor[0], anchor[1], ch)
-
-
-def _temp_path(path: Path) -> Path:
-    # Same directory so os.replace is an atomic rename; a dot name keeps it out of sight.
-    return path.with_name(f".~{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{path.suffix or '.xlsx'}")
 
 
 def write_plan_workbook(
@@ -155,7 +155,7 @@ def write_plan_workbook(
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _cannot_write(path, exc) from exc
-    tmp = _temp_path(path)
+    tmp = temp_path(path)
     try:
         wb = xlsxwriter.Workbook(str(tmp), {
             # Belt and braces: cells go through write_string, which never makes formulas or links.
@@ -166,7 +166,7 @@ def write_plan_workbook(
         wb.worksheets()[0].activate()
         wb.close()
         try:
-            os.replace(tmp, path)
+            commit_file(tmp, path)
         except PermissionError as exc:  # Windows: the old file is open in Excel
             raise TransientError(
                 f"Cannot replace {path}: it is open in another program (Excel?). "
@@ -201,13 +201,21 @@ def _unreadable(path: Path, why: str, fix: str, code: str = "E100") -> InputErro
     )
 
 
-def read_tables(path: str | os.PathLike[str]) -> dict[str, tuple[pd.DataFrame, int]]:
+def read_tables(path: str | os.PathLike[str], *, guard: bool = True) -> dict[str, tuple[pd.DataFrame, int]]:
     """Every Excel Table in the workbook, on any sheet, by table name.
 
     Each value is ``(frame, first_data_row)``: frame row ``i`` is Excel row
     ``first_data_row + i``, so validation can point at the row the planner sees. Cell
-    values are the ones Excel last saved (formulas are not recalculated). Trailing blank
-    rows of a table are dropped; blank rows inside are kept so row numbers stay true.
+    values are the ones Excel last saved (formulas are not recalculated); error cells
+    (``#N/A`` ...) arrive as their error text, never as blank. Trailing blank rows of a
+    table are dropped; blank rows inside are kept so row numbers stay true.
+
+    The data-contract tables are found whatever the case of their name (``sales`` is
+    ``Sales``, as in Excel). Each frame's ``attrs`` say where it sits (sheet, first
+    column) and carry what the reader noticed (merged or hidden cells), so validation
+    can name the cell ``'Sheet'!C5`` and report everything at once
+    (:func:`engine.contract.validate`). With ``guard`` (the default) the file is first
+    checked by :func:`addin.guard.check_workbook` (size, cells, zip and entity bombs).
     """
     import openpyxl  # lazy: the CLI's --help should not pay for it
     from openpyxl.utils.cell import range_boundaries
@@ -218,6 +226,10 @@ def read_tables(path: str | os.PathLike[str]) -> dict[str, tuple[pd.DataFrame, i
         raise _unreadable(path, "the file does not exist", "check the path and the file name", code="E110")
     if path.is_dir():
         raise _unreadable(path, "it is a folder, not a workbook", "give the path of an .xlsx file", code="E110")
+    if guard:
+        from .guard import check_workbook
+
+        check_workbook(path)
     try:
         with warnings.catch_warnings():
             # openpyxl warns about Excel features it ignores (data validation, slicers...):
@@ -236,18 +248,50 @@ def read_tables(path: str | os.PathLike[str]) -> dict[str, tuple[pd.DataFrame, i
                           "open it in Excel, save it as .xlsx (Excel Workbook) and try again") from exc
 
     tables: dict[str, tuple[pd.DataFrame, int]] = {}
+    damaged: list[Problem] = []
     try:
         for ws in wb.worksheets:
             for table in ws.tables.values():
-                name = table.displayName or table.name
-                tables[name] = _read_table(ws, table, range_boundaries)
+                name = _canonical_table_name(table.displayName or table.name or "")
+                if name in tables:
+                    damaged.append(Problem(name, f"two tables are named {name} (Excel ignores upper/lower case)",
+                                           "rename or delete one of them (Table Design > Table Name)",
+                                           sheet=ws.title, value=table.displayName or table.name, code="E101"))
+                    continue
+                try:
+                    tables[name] = _read_table(ws, table, range_boundaries, name)
+                except Exception as exc:  # a broken table definition is the file's problem, not ours
+                    _log.debug("table %s on %s unreadable", name, ws.title, exc_info=True)
+                    damaged.append(Problem(name, f"the table definition is damaged ({type(exc).__name__})",
+                                           "open the workbook in Excel, check the table (Table Design), save "
+                                           "and run again", sheet=ws.title, value=getattr(table, "ref", None),
+                                           code="E100"))
     finally:
         wb.close()
+    if damaged and any(p.table in _CONTRACT_TABLES for p in damaged):
+        raise InputError(f"Cannot read {path.name}: {damaged[0].where()}: {damaged[0].message}. "
+                         f"Fix: {damaged[0].fix}.", damaged, code="E100")
     _log.info("read %d tables from %s: %s", len(tables), path, ", ".join(tables))
     return tables
 
 
-def _read_table(ws: Any, table: Any, range_boundaries: Any) -> tuple[pd.DataFrame, int]:
+#: The tables of the data contract: found whatever the case of their name, like Excel does.
+_CONTRACT_TABLES = ("Sales", "Drivers", "Items", "Settings", "OpenOrders", "Deliveries", "Scenario")
+_CONTRACT_FOLDED = {t.casefold(): t for t in _CONTRACT_TABLES}
+#: Hidden rows listed per table before the rest are only counted.
+_MAX_NOTED_ROWS = 1000
+
+
+def _canonical_table_name(name: str) -> str:
+    return _CONTRACT_FOLDED.get(name.strip().casefold(), name)
+
+
+def _read_table(ws: Any, table: Any, range_boundaries: Any, name: str = "") -> tuple[pd.DataFrame, int]:
+    from engine.contract import (
+        ATTR_EXCEL, ATTR_FIRST_COLUMN, ATTR_HIDDEN_ROWS, ATTR_PROBLEMS, ATTR_SHEET,
+    )
+    from engine.errors import column_letter
+
     min_col, min_row, max_col, max_row = range_boundaries(table.ref)
     n_header = int(table.headerRowCount if table.headerRowCount is not None else 1)
     n_totals = int(table.totalsRowCount or 0)
@@ -262,4 +306,31 @@ def _read_table(ws: Any, table: Any, range_boundaries: Any) -> tuple[pd.DataFram
                                  values_only=True))
     while rows and all(v is None or (isinstance(v, str) and not v.strip()) for v in rows[-1]):
         rows.pop()
-    return pd.DataFrame(rows, columns=names), first
+    df = pd.DataFrame(rows, columns=names)
+    end = first + len(rows) - 1
+    problems: list[Problem] = []
+    if name in _CONTRACT_TABLES:
+        # Merged cells inside a table hide values in every cell but the first: refuse, never guess.
+        for rng in ws.merged_cells.ranges:
+            if rng.max_row < first or rng.min_row > end or rng.max_col < min_col or rng.min_col > max_col:
+                continue
+            c0 = max(rng.min_col, min_col)
+            r0 = max(rng.min_row, first)
+            problems.append(Problem(
+                name, f"cells {rng.coord} are merged inside the table, so rows below the first have no value",
+                "unmerge them (Home > Merge & Center) and fill in every row's value", row=r0,
+                column=str(names[c0 - min_col]), value=_cell_text(ws.cell(rng.min_row, rng.min_col).value),
+                sheet=ws.title, letter=column_letter(c0), code="E102"))
+    hidden = [r for r, dim in ws.row_dimensions.items() if dim.hidden and first <= r <= end][:_MAX_NOTED_ROWS]
+    df.attrs.update({ATTR_SHEET: ws.title, ATTR_FIRST_COLUMN: int(min_col), ATTR_EXCEL: True})
+    if hidden:
+        df.attrs[ATTR_HIDDEN_ROWS] = sorted(hidden)
+    if problems:
+        df.attrs[ATTR_PROBLEMS] = problems
+    return df, first
+
+
+def _cell_text(v: Any) -> Any:
+    if v is None or isinstance(v, (int, float, str, bool)):
+        return v
+    return str(v)

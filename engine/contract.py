@@ -14,8 +14,15 @@ with one :class:`~engine.errors.InputError`; warnings are accepted and returned 
 
 Conventions worth knowing:
 
-* Rows that are blank in every column the contract reads are skipped silently (Excel
-  tables often end with empty rows).
+* Rows that are blank in every column the contract reads are skipped (Excel tables often
+  have empty rows); like every value read differently from its cell (trimmed text, text
+  to number, text or serial to date, ...), they are listed in :attr:`PlanningData.changes`
+  (the workbook's Data quality sheet). Blank, zero, an Excel error and a value stay four
+  states: an error cell (``#N/A``) is an error, never a blank or a zero.
+* A number in a Date column is an Excel date serial only when the frame comes from a
+  workbook (``attrs[ATTR_EXCEL]``, set by the readers) and lies in 1990-2100; from a CSV it
+  is refused (showing the date it would be).
+* Numbers beyond ``MAX_ABS_NUMBER`` (1e15), infinities and "1e309" are refused.
 * A header problem in a table (missing required column, duplicate header) stops the
   row checks of that table; the other tables are still checked.
 * Blank Qty is allowed only in *plan rows*: rows dated after the series' last row with a
@@ -43,7 +50,7 @@ import lzma
 import math
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date as _date, datetime as _datetime
 from os import PathLike
 from pathlib import Path
@@ -53,16 +60,24 @@ import numpy as np
 import pandas as pd
 
 from . import schema as S
-from .errors import InputError, PlancellBug, Problem, ProblemCollector
+from .errors import InputError, PlancellBug, Problem, ProblemCollector, column_letter
 from .frequency import from_period, infer_freq, normalize_freq, to_period
 
 __all__ = [
     "PlanningData",
+    "Change",
     "validate",
+    "locate_problems",
     "read_csv_table",
     "read_long_csv",
     "TABLES",
     "MAX_PROBLEMS_PER_COLUMN",
+    "MAX_CHANGES_PER_COLUMN",
+    "ATTR_SHEET",
+    "ATTR_FIRST_COLUMN",
+    "ATTR_EXCEL",
+    "ATTR_HIDDEN_ROWS",
+    "ATTR_PROBLEMS",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,6 +85,22 @@ log = logging.getLogger(__name__)
 TABLES = ("Sales", "Drivers", "Items")
 #: Problems listed per column and severity before a summary problem says how many more.
 MAX_PROBLEMS_PER_COLUMN = 200
+#: Changed values listed per (table, column, what was done) before one line counts the rest.
+MAX_CHANGES_PER_COLUMN = 50
+
+# Where a frame came from, set in ``DataFrame.attrs`` by the workbook readers (addin.workbook,
+# addin.port), so problems and changes can name the sheet and the column letter.
+ATTR_SHEET = "plancell_sheet"  # the worksheet's name
+ATTR_FIRST_COLUMN = "plancell_first_column"  # 1-based column of the table's first column
+ATTR_EXCEL = "plancell_excel"  # True: cells come from Excel, so a number in a Date column is a date serial
+ATTR_HIDDEN_ROWS = "plancell_hidden_rows"  # Excel rows hidden in the table (they are used all the same)
+ATTR_PROBLEMS = "plancell_problems"  # Problems the reader found (e.g. merged cells), reported with the rest
+
+#: Numbers beyond this are refused: no quantity, price or driver is that large, and sums of
+#: them overflow the model's float arithmetic.
+MAX_ABS_NUMBER = 1e15
+#: Excel date serials read as dates (1990-01-01 .. 2100-01-01); others are refused.
+_SERIAL_MIN, _SERIAL_MAX = 32874, 73051
 
 _WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _WEEKDAY_ALIASES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
@@ -114,8 +145,28 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
 
 
 # --------------------------------------------------------------------------------------
-# Public data class
+# Public data classes
 # --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """A value the reader used differently from how the cell holds it, or a row it skipped.
+
+    ``row`` is the row number the planner sees (``None`` on a line that counts further
+    rows); ``column`` the planner's header; ``letter`` / ``sheet`` where the cell is, when
+    the table came from a workbook. ``original`` is the cell as read, ``used`` what the
+    plan uses, ``action`` what was done, in words (e.g. "text to number (spaces trimmed)").
+    """
+
+    table: str
+    row: int | None
+    column: str
+    original: Any
+    used: Any
+    action: str
+    letter: str | None = None
+    sheet: str | None = None
 
 
 @dataclass
@@ -132,6 +183,8 @@ class PlanningData:
     driver_columns: list[str] = field(default_factory=list)
     #: Last Sales date that has a Qty (the end of history; plan rows come after it).
     last_date: pd.Timestamp | None = None
+    #: Every value read differently from how the cell holds it (see :class:`Change`).
+    changes: list[Change] = field(default_factory=list)
 
     @property
     def n_series(self) -> int:
@@ -244,20 +297,85 @@ class _RowsOf:
         return self.rows[self.src[i]]
 
 
+class _Where:
+    """Where a table sits in its workbook (from the frame's ``attrs``), when it came from one."""
+
+    def __init__(self, df: pd.DataFrame | None) -> None:
+        attrs = getattr(df, "attrs", None) or {}
+        self.sheet: str | None = attrs.get(ATTR_SHEET)
+        first = attrs.get(ATTR_FIRST_COLUMN)
+        self.first: int | None = int(first) if first is not None else None
+        self.excel = bool(attrs.get(ATTR_EXCEL))
+
+    def letter(self, pos: int | None) -> str | None:
+        if pos is None or self.first is None:
+            return None
+        return column_letter(self.first + pos)
+
+    def name(self, pos: int) -> str:
+        """How a message names the column at ``pos``: its letter, else its number."""
+        letter = self.letter(pos)
+        return letter if letter is not None else str(pos + 1)
+
+
 class _Reporter:
     """Adds problems to a collector, at most ``cap`` per (table, column, severity).
 
     Beyond the cap one summary problem per rule says how many more rows have it, so a
-    sheet with 100 000 decimal commas gives a readable report, not 100 000 lines.
+    sheet with 100 000 decimal commas gives a readable report, not 100 000 lines. It also
+    keeps the log of changed values (:class:`Change`), capped the same way.
     """
 
     def __init__(self, pc: ProblemCollector, cap: int = MAX_PROBLEMS_PER_COLUMN) -> None:
         self.pc = pc
         self.cap = cap
         self._used: dict[tuple[str, str | None, str], int] = {}
+        self.where: dict[str, _Where] = {}
+        self.first_rows: dict[str, int] = {}
+        self.changes: list[Change] = []
+        self._changed: dict[tuple[str, str, str], int] = {}
 
     def add(self, **kw: Any) -> None:
         self.pc.add(**kw)
+
+    def change(
+        self,
+        idx: np.ndarray,
+        *,
+        table: str,
+        col: _Col | None,
+        rows: _RowLookup,
+        act: np.ndarray | None,
+        names: Sequence[str],
+        original_of: Callable[[int], Any],
+        used_of: Callable[[int], Any],
+    ) -> None:
+        """One :class:`Change` per position in ``idx``; ``names[act[i]]`` (``names[0]`` when
+        ``act`` is None) says what was done."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if len(idx) == 0:
+            return
+        w = self.where.get(table) or _Where(None)
+        letter = w.letter(col.pos) if col is not None else None
+        header = col.header if col is not None else "(whole row)"
+        codes = np.zeros(len(idx), dtype=np.int8) if act is None else np.asarray(act)[idx]
+        for code in np.unique(codes):
+            sub = idx[codes == code]
+            sub = sub[np.argsort(rows[sub], kind="stable")]
+            action = names[int(code)]
+            key = (table, header, action)
+            used = self._changed.get(key, 0)
+            room = max(MAX_CHANGES_PER_COLUMN - used, 0)
+            for i in sub[:room]:
+                self.changes.append(Change(table, int(rows[i]), header, _py(original_of(int(i))),
+                                           _py(used_of(int(i))), action, letter, w.sheet))
+            self._changed[key] = used + min(room, len(sub))
+            if len(sub) > room:
+                rest = rows[sub[room:]]
+                self.changes.append(Change(
+                    table, None, header, None, None,
+                    f"{action}: {len(sub) - room} more rows like this (rows {int(rest.min())} to {int(rest.max())}; "
+                    f"only the first {MAX_CHANGES_PER_COLUMN} are listed)", letter, w.sheet))
 
     def rows(
         self,
@@ -337,6 +455,7 @@ def _match_headers(
     rep: _Reporter,
 ) -> dict[str, _Col] | None:
     """Map the planner's headers to canonical names. ``None`` if the table cannot be read."""
+    w = rep.where.get(table) or _Where(df)
     known_fold = {_fold(k): k for k in known}
     user_to_canon: dict[str, str] = {}
     for canon, user in (column_map or {}).items():
@@ -351,9 +470,9 @@ def _match_headers(
         if not text:
             if _blank_mask(df.iloc[:, pos]).all():
                 continue
-            rep.add(table=table, message=f"column {pos + 1} has no header and is ignored",
+            rep.add(table=table, message=f"column {w.name(pos)} has no header and is ignored",
                     fix="give the column a header, or delete it", column=None, severity="warning",
-                    code="E101")
+                    code="E101", letter=w.letter(pos), sheet=w.sheet)
             continue
         f = _fold(text)
         name = user_to_canon.get(f) or known_fold.get(f) or text
@@ -361,9 +480,10 @@ def _match_headers(
         if fname in seen:
             other = seen[fname]
             via = "" if _fold(other.header) == _fold(text) else f" (both are read as {name})"
-            rep.add(table=table, column=text, code="E101",
-                    message=(f"duplicate column: '{other.header}' (column {other.pos + 1}) and '{text}' "
-                             f"(column {pos + 1}){via}"),
+            rep.add(table=table, column=text, code="E101", row=_header_row(rep, table), value=text,
+                    letter=w.letter(pos), sheet=w.sheet,
+                    message=(f"duplicate column: '{other.header}' (column {w.name(other.pos)}) and '{text}' "
+                             f"(column {w.name(pos)}){via}"),
                     fix="rename or delete one of the two columns")
             ok = False
             continue
@@ -386,8 +506,15 @@ def _match_headers(
             fix = f"rename column '{hint}' to '{req}', or map it in Settings: column.{req} = {hint}"
         else:
             fix = f"add a {req} column to {table}, or map your column in Settings: column.{req} = <your header>"
-        rep.add(table=table, column=req, message=message, fix=fix, code="E101")
+        rep.add(table=table, column=req, message=message, fix=fix, code="E101", row=_header_row(rep, table),
+                sheet=w.sheet)
     return out if ok else None
+
+
+def _header_row(rep: _Reporter, table: str) -> int | None:
+    """The row of a table's headers (the row above its first data row), when known."""
+    first = rep.first_rows.get(table)
+    return None if first is None else first - 1
 
 
 # --------------------------------------------------------------------------------------
@@ -400,28 +527,41 @@ class _Num:
     values: np.ndarray  # float64, NaN where blank or bad (or the input's own numeric dtype, see below)
     blank: np.ndarray  # bool
     bad: np.ndarray  # bool
+    act: np.ndarray | None = None  # int8 per row: index into _NUM_ACTIONS (-1: used as it is); None: none
 
 
-def _scalar_number(v: Any, flag: bool) -> tuple[float, int]:
+#: What reading a number cell did to it (Change.action).
+_NUM_ACTIONS = ("text to number", "text to number (spaces trimmed)", "TRUE/FALSE read as 1/0",
+                "yes/no read as 1/0", "text read as blank")
+_A_TEXT, _A_TRIM, _A_BOOL, _A_YESNO, _A_NA = range(len(_NUM_ACTIONS))
+
+
+def _finite(x: float) -> bool:
+    return math.isfinite(x) and abs(x) <= MAX_ABS_NUMBER
+
+
+def _scalar_number(v: Any, flag: bool) -> tuple[float, int, int]:
+    """(value, status, action) of one cell; action -1 when the cell is used as it is."""
     if _is_blank_scalar(v):
-        return math.nan, _BLANK
+        return math.nan, _BLANK, -1
     if isinstance(v, (bool, np.bool_)):
-        return float(v), _OK
+        return float(v), _OK, _A_BOOL
     if isinstance(v, (int, float, np.integer, np.floating)):
         x = float(v)
-        return (x, _OK) if math.isfinite(x) else (math.nan, _BAD)
+        return (x, _OK, -1) if _finite(x) else (math.nan, _BAD, -1)
     if isinstance(v, str):
         t = v.strip()
         if _NUM_RE.fullmatch(t):
-            return float(t), _OK
+            x = float(t)
+            return (x, _OK, _A_TEXT if t == v else _A_TRIM) if _finite(x) else (math.nan, _BAD, -1)
         low = t.casefold()
         if low in _NA_TOKENS:
-            return math.nan, _BLANK
+            return math.nan, _BLANK, _A_NA
         if low in (_FLAG_TRUE_WORDS if flag else _TRUE_WORDS):
-            return 1.0, _OK
+            return 1.0, _OK, _A_BOOL if low in _TRUE_WORDS else _A_YESNO
         if low in (_FLAG_FALSE_WORDS if flag else _FALSE_WORDS):
-            return 0.0, _OK
-    return math.nan, _BAD
+            return 0.0, _OK, _A_BOOL if low in _FALSE_WORDS else _A_YESNO
+    return math.nan, _BAD, -1
 
 
 def _parse_numbers(s: pd.Series, flag: bool = False, as_float: bool = True) -> _Num:
@@ -433,19 +573,28 @@ def _parse_numbers(s: pd.Series, flag: bool = False, as_float: bool = True) -> _
     dt = s.dtype
     if not as_float and isinstance(dt, np.dtype) and dt.kind in "biuf":
         raw = s.to_numpy()
-        if dt.kind != "f":
-            return _Num(raw, np.zeros(len(raw), bool), np.zeros(len(raw), bool))
-        bad = np.isinf(raw)
-        if not bad.any():
-            return _Num(raw, np.isnan(raw), bad)
+        if dt.kind == "b":
+            return _Num(raw, np.zeros(len(raw), bool), np.zeros(len(raw), bool), np.full(len(raw), _A_BOOL, np.int8))
+        if dt.kind in "iu":
+            if not len(raw) or max(abs(int(raw.min())), abs(int(raw.max()))) <= MAX_ABS_NUMBER:
+                return _Num(raw, np.zeros(len(raw), bool), np.zeros(len(raw), bool))
+        else:
+            with np.errstate(invalid="ignore"):  # two comparisons: no float copy of a 10-million-row column
+                bad = raw > MAX_ABS_NUMBER
+                bad |= raw < -MAX_ABS_NUMBER  # infinities included
+            if not bad.any():
+                return _Num(raw, np.isnan(raw), bad)
     numeric = pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_complex_dtype(dt)
     if pd.api.types.is_bool_dtype(dt) or numeric:
         vals = s.to_numpy(dtype="float64", na_value=np.nan)
         blank = np.isnan(vals)
-        bad = np.isinf(vals)
+        with np.errstate(invalid="ignore"):
+            bad = vals > MAX_ABS_NUMBER
+            bad |= vals < -MAX_ABS_NUMBER  # infinities included
         if bad.any():
             vals = np.where(bad, np.nan, vals)
-        return _Num(vals, blank, bad)
+        act = np.where(blank, -1, _A_BOOL).astype(np.int8) if pd.api.types.is_bool_dtype(dt) else None
+        return _Num(vals, blank, bad, act)
     if pd.api.types.is_datetime64_any_dtype(dt) or isinstance(dt, pd.PeriodDtype):
         blank = s.isna().to_numpy()
         return _Num(np.full(len(s), np.nan), blank, ~blank)
@@ -453,33 +602,47 @@ def _parse_numbers(s: pd.Series, flag: bool = False, as_float: bool = True) -> _
     u = np.asarray(uniques, dtype=object)
     uvals = np.full(len(u), np.nan)
     ustat = np.full(len(u), _BAD, dtype=np.int8)
+    uact = np.full(len(u), -1, dtype=np.int8)
     is_str = np.fromiter((type(x) is str for x in u), dtype=bool, count=len(u))
     rest = np.flatnonzero(~is_str)
     if is_str.any():
         # Clean numeric text ("12", " 12 ") in bulk; only the odd ones go through Python.
         sidx = np.flatnonzero(is_str)
-        st = pd.Series(u[sidx], dtype=object).str.strip()
+        orig = pd.Series(u[sidx], dtype=object)
+        st = orig.str.strip()
         ok = st.str.fullmatch(_NUM_RE.pattern).to_numpy(dtype=bool)
-        uvals[sidx[ok]] = st[ok].astype("float64").to_numpy()
-        ustat[sidx[ok]] = _OK
+        conv = st[ok].astype("float64").to_numpy()
+        with np.errstate(invalid="ignore"):
+            fin = np.isfinite(conv) & (np.abs(conv) <= MAX_ABS_NUMBER)  # "1e309" is text, not infinity
+        good = sidx[ok][fin]
+        uvals[good] = conv[fin]
+        ustat[good] = _OK
+        uact[good] = np.where((st[ok] == orig[ok]).to_numpy(dtype=bool)[fin], _A_TEXT, _A_TRIM)
         rest = np.concatenate([rest, sidx[~ok]])
     for k in rest:
-        uvals[k], ustat[k] = _scalar_number(u[k], flag)
+        uvals[k], ustat[k], uact[k] = _scalar_number(u[k], flag)
     # Code -1 (missing) picks the appended last entry: one gather per array, no temporaries.
     codes = np.asarray(codes)
     vals = np.append(uvals, np.nan)[codes]
     blank = np.append(ustat == _BLANK, True)[codes]
     bad = np.append(ustat == _BAD, False)[codes]
-    return _Num(vals, blank, bad)
+    act = np.append(uact, np.int8(-1))[codes] if (uact >= 0).any() else None
+    return _Num(vals, blank, bad, act)
 
 
 def _number_issue(v: Any, header: str) -> tuple[str, str]:
     """What is wrong with a cell that is not a number, and how to fix it."""
     if isinstance(v, (_datetime, _date, pd.Timestamp, np.datetime64)):
         return f"{header} holds a date, not a number", f"enter a number, or format the {header} cells as numbers"
-    if isinstance(v, (int, float, np.integer, np.floating)):
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
+        if math.isfinite(float(v)):
+            return (f"{header} {float(v):g} is too large to be real (more than {MAX_ABS_NUMBER:g})",
+                    "check the value and enter the real number")
         return f"{header} is not a finite number", "enter a finite number"
     t = str(v).strip()
+    if _NUM_RE.fullmatch(t):
+        return (f"{header} '{t}' is too large to be real (more than {MAX_ABS_NUMBER:g})",
+                "check the value and enter the real number")
     low = t.casefold()
     if low in _EXCEL_ERRORS:
         return f"{header} holds the Excel error {t}", "fix the formula that gives this error, or clear the cell"
@@ -503,11 +666,30 @@ class _Keys:
     codes: np.ndarray  # int32 (int64 if huge) into ``uniques``; -1 where blank
     uniques: np.ndarray  # sorted distinct non-blank strings (object)
     blank: np.ndarray  # bool
+    act: np.ndarray | None = None  # int8 per row: index into _KEY_ACTIONS (-1: used as it is)
+    error: np.ndarray | None = None  # bool per row: an Excel error value (#N/A ...), not a key
 
     def strings(self, idx: np.ndarray | None = None) -> np.ndarray:
         c = self.codes if idx is None else self.codes[idx]
         table = np.append(self.uniques, "").astype(object)
         return table[np.where(c < 0, len(self.uniques), c)]
+
+
+#: What reading a key cell (SKU, Location, Category) did to it.
+_KEY_ACTIONS = ("spaces trimmed", "date read as text", "TRUE/FALSE read as text", "number read as text")
+
+
+def _key_action(v: Any) -> int:
+    if isinstance(v, str):
+        t = v.strip()
+        return 0 if t and t != v else -1
+    if isinstance(v, (bool, np.bool_)):
+        return 2
+    if isinstance(v, (_datetime, _date, pd.Timestamp, np.datetime64)):
+        return 1
+    if isinstance(v, (float, np.floating)) and math.isfinite(float(v)) and not float(v).is_integer():
+        return 3
+    return -1
 
 
 def _key_str(v: Any) -> str:
@@ -534,6 +716,9 @@ def _parse_keys(s: pd.Series) -> _Keys:
         codes = np.asarray(codes)
         uniques = np.asarray(uniques, dtype=object)
     mapped = np.array([_key_str(u) for u in uniques], dtype=object)
+    uact = np.fromiter((_key_action(u) for u in uniques), dtype=np.int8, count=len(uniques))
+    uerr = np.fromiter((isinstance(u, str) and u.strip().casefold() in _EXCEL_ERRORS for u in uniques),
+                       dtype=bool, count=len(uniques))
     # Merge distinct raw values that read the same (1001 and "1001", "A" and "A ").
     m_codes, m_uniques = pd.factorize(mapped, sort=True)
     m_uniques = np.asarray(m_uniques, dtype=object)
@@ -544,7 +729,9 @@ def _parse_keys(s: pd.Series) -> _Keys:
     itype = _index_dtype(len(m_uniques))
     table = np.concatenate([np.asarray(m_codes, dtype=itype), np.array([-1], dtype=itype)])
     final = table[codes]
-    return _Keys(final, m_uniques, final < 0)
+    act = np.append(uact, np.int8(-1))[codes] if (uact >= 0).any() else None
+    err = np.append(uerr, False)[codes] if uerr.any() else None
+    return _Keys(final, m_uniques, final < 0, act, err)
 
 
 @dataclass
@@ -555,19 +742,32 @@ class _Dates:
     serial: np.ndarray | None  # float: the Excel serial number where a cell holds one, else NaN; None: none
     dayfirst_used: bool | None = None  # set when d/m/y text was read
     dayfirst_example: str | None = None
+    act: np.ndarray | None = None  # int8 per row: index into _DATE_ACTIONS (-1: used as it is)
 
 
-def _number_as_date(x: float) -> tuple[Any, int, float]:
-    """A number in a Date column: yyyymmdd is read; an Excel serial is refused (but shown)."""
+#: What reading a date cell did to it.
+_DATE_ACTIONS = ("text to date", "text to date (read as day/month/year)", "text to date (read as month/day/year)",
+                 "Excel date serial number to date", "number yyyymmdd to date", "time of day dropped")
+_D_TEXT, _D_DMY, _D_MDY, _D_SERIAL, _D_YMD, _D_TIME = range(len(_DATE_ACTIONS))
+_MONTH_START_ACTION = "month-end date read as its month (first day)"
+
+
+def _number_as_date(x: float, serials: bool = False) -> tuple[Any, int, float, int]:
+    """A number in a Date column: yyyymmdd is read; an Excel serial is read only from a
+    workbook (``serials``) and within 1990-2100, else refused (but shown).
+
+    Returns (date, status, serial shown in the problem, action)."""
     if not math.isfinite(x):
-        return pd.NaT, _BAD, math.nan
+        return pd.NaT, _BAD, math.nan, -1
     if x.is_integer() and 19000101 <= x <= 29991231:
         ts = pd.to_datetime(str(int(x)), format="%Y%m%d", errors="coerce")
         if not pd.isna(ts):
-            return ts, _OK, math.nan
+            return ts, _OK, math.nan, _D_YMD
+    if serials and _SERIAL_MIN <= x <= _SERIAL_MAX:
+        return pd.Timestamp(_serial_to_date(x)), _OK, math.nan, _D_SERIAL
     if 1 <= x <= _EXCEL_MAX_SERIAL:
-        return pd.NaT, _BAD, x
-    return pd.NaT, _BAD, math.nan
+        return pd.NaT, _BAD, x, -1
+    return pd.NaT, _BAD, math.nan, -1
 
 
 def _parse_dmy(texts: list[str], dayfirst: bool) -> tuple[np.ndarray, bool, str | None]:
@@ -622,8 +822,9 @@ def _text_to_dt64(texts: np.ndarray, **kw: Any) -> np.ndarray:
     return np.asarray(out.to_numpy(dtype="datetime64[ns]"))
 
 
-def _parse_dates(s: pd.Series, dayfirst: bool) -> _Dates:
-    """Read a date column: datetimes, ISO and common text formats; serial numbers are refused."""
+def _parse_dates(s: pd.Series, dayfirst: bool, serials: bool = False) -> _Dates:
+    """Read a date column: datetimes, ISO and common text formats; serial numbers are
+    refused unless ``serials`` (cells from Excel, where a date is a serial number)."""
     n = len(s)
     dt = s.dtype
     if pd.api.types.is_datetime64_any_dtype(dt):
@@ -631,14 +832,20 @@ def _parse_dates(s: pd.Series, dayfirst: bool) -> _Dates:
             s = s.dt.tz_localize(None)
         raw = s.to_numpy(dtype="datetime64[ns]")
         vals = np.empty(n, dtype="datetime64[ns]")
+        timed = False
         for a in range(0, n, _CHUNK):
             vals[a:a + _CHUNK] = raw[a:a + _CHUNK].astype("datetime64[D]")  # times of day are dropped
-        return _Dates(vals, np.isnat(vals), np.zeros(n, bool), None)
+            timed = timed or bool((vals[a:a + _CHUNK] != raw[a:a + _CHUNK]).any())
+        act = None
+        if timed:
+            act = np.where((vals != raw) & ~np.isnat(raw), _D_TIME, -1).astype(np.int8)
+        return _Dates(vals, np.isnat(vals), np.zeros(n, bool), None, act=act)
     codes, uniques = pd.factorize(s.astype(object) if not pd.api.types.is_numeric_dtype(dt) else s)
     u = np.asarray(uniques, dtype=object)
     uvals = np.full(len(u), np.datetime64("NaT"), dtype="datetime64[ns]")
     ustat = np.full(len(u), _BAD, dtype=np.int8)
     userial = np.full(len(u), np.nan)
+    uact = np.full(len(u), -1, dtype=np.int8)
     iso_idx: list[int] = []
     iso_txt: list[str] = []
     for k, v in enumerate(u):
@@ -646,18 +853,23 @@ def _parse_dates(s: pd.Series, dayfirst: bool) -> _Dates:
             ustat[k] = _BLANK
         elif isinstance(v, (pd.Timestamp, _datetime, _date, np.datetime64)):
             ts = pd.Timestamp(v)
+            if pd.isna(ts):
+                ustat[k] = _BLANK
+                continue
             uvals[k] = (ts.tz_localize(None) if ts.tzinfo is not None else ts).to_datetime64()
             ustat[k] = _OK
+            if ts != ts.normalize():
+                uact[k] = _D_TIME
         elif isinstance(v, (bool, np.bool_)):
             continue
         elif isinstance(v, (int, float, np.integer, np.floating)):
-            ts, ustat[k], userial[k] = _number_as_date(float(v))
+            ts, ustat[k], userial[k], uact[k] = _number_as_date(float(v), serials)
             if ustat[k] == _OK:
                 uvals[k] = ts.to_datetime64()
         elif isinstance(v, str):
             t = v.strip()
             if _NUM_RE.fullmatch(t):
-                ts, ustat[k], userial[k] = _number_as_date(float(t))
+                ts, ustat[k], userial[k], uact[k] = _number_as_date(float(t), serials)
                 if ustat[k] == _OK:
                     uvals[k] = ts.to_datetime64()
             else:
@@ -683,6 +895,8 @@ def _parse_dates(s: pd.Series, dayfirst: bool) -> _Dates:
         good = ~np.isnat(parsed)
         uvals[idx[good]] = parsed[good]
         ustat[idx[good]] = _OK
+        how = np.where(dmy, _D_DMY if dayfirst_used else _D_MDY, _D_TEXT).astype(np.int8)
+        uact[idx[good]] = how[good]
     uvals = uvals.astype("datetime64[D]").astype("datetime64[ns]")  # times of day are dropped
     # Code -1 (missing) picks the appended last entry: one gather per array, no temporaries.
     codes = np.asarray(codes)
@@ -690,7 +904,8 @@ def _parse_dates(s: pd.Series, dayfirst: bool) -> _Dates:
     blank = np.append(ustat == _BLANK, True)[codes]
     bad = np.append(ustat == _BAD, False)[codes]
     serial = np.append(userial, np.nan)[codes] if not np.isnan(userial).all() else None
-    return _Dates(vals, blank, bad, serial, dayfirst_used, example)
+    act = np.append(uact, np.int8(-1))[codes] if (uact >= 0).any() else None
+    return _Dates(vals, blank, bad, serial, dayfirst_used, example, act)
 
 
 def _date_issue(v: Any, serial: float, header: str) -> tuple[str, str]:
@@ -815,6 +1030,69 @@ def _report_date_cells(rep: _Reporter, table: str, col: _Col, d: _Dates, keep: n
                 fix="check a few dates; write dates as 2024-01-31 (year-month-day) to avoid any doubt")
 
 
+def _record_number_changes(rep: _Reporter, table: str, col: _Col, num: _Num, keep: np.ndarray,
+                           rows: _RowLookup, raw: pd.Series) -> None:
+    if num.act is None:
+        return
+    rep.change(np.flatnonzero((num.act >= 0) & keep & ~num.bad), table=table, col=col, rows=rows, act=num.act,
+               names=_NUM_ACTIONS, original_of=lambda i: raw.iloc[i],
+               used_of=lambda i: None if num.blank[i] else num.values[i])
+
+
+def _record_key_changes(rep: _Reporter, table: str, col: _Col, keys: _Keys, keep: np.ndarray,
+                        rows: _RowLookup, raw: pd.Series) -> None:
+    if keys.act is None:
+        return
+    rep.change(np.flatnonzero((keys.act >= 0) & keep), table=table, col=col, rows=rows, act=keys.act,
+               names=_KEY_ACTIONS, original_of=lambda i: raw.iloc[i],
+               used_of=lambda i: keys.uniques[keys.codes[i]] if keys.codes[i] >= 0 else None)
+
+
+def _report_key_errors(rep: _Reporter, table: str, col: _Col, keys: _Keys, keep: np.ndarray,
+                       rows: _RowLookup, raw: pd.Series) -> None:
+    """An Excel error (#N/A ...) in a key column is an error, never a SKU named '#N/A'."""
+    if keys.error is None:
+        return
+    rep.rows(np.flatnonzero(keys.error & keep), table=table, column=col.header, rows=rows,
+             value_of=lambda i: raw.iloc[i],
+             describe=lambda v, i: (f"{col.header} holds the Excel error {str(v).strip()}",
+                                    "fix the formula that gives this error, or type the value"),
+             code="E102")
+
+
+def _keys_checked(rep: _Reporter, table: str, col: _Col, keys: _Keys, keep: np.ndarray, rows: _RowLookup,
+                  raw: pd.Series, bad: np.ndarray | None = None) -> np.ndarray | None:
+    """Report error values and record changes of a key column; returns ``bad`` or-ed with
+    the rows whose key is an Excel error, which the caller leaves out of the later checks
+    (duplicates, unknown SKUs), so nothing downstream reports a SKU named '#N/A'."""
+    _report_key_errors(rep, table, col, keys, keep, rows, raw)
+    _record_key_changes(rep, table, col, keys, keep, rows, raw)
+    if keys.error is None:
+        return bad
+    return keys.error if bad is None else bad | keys.error
+
+
+def _record_date_changes(rep: _Reporter, table: str, col: _Col, d: _Dates, keep: np.ndarray,
+                         rows: _RowLookup, raw: pd.Series) -> None:
+    if d.act is None:
+        return
+    rep.change(np.flatnonzero((d.act >= 0) & keep & ~d.bad & ~d.blank), table=table, col=col, rows=rows,
+               act=d.act, names=_DATE_ACTIONS, original_of=lambda i: raw.iloc[i], used_of=lambda i: d.values[i])
+
+
+def _record_month_starts(rep: _Reporter, table: str, col: _Col, before: np.ndarray, after: np.ndarray,
+                         valid: np.ndarray, rows: _RowLookup, raw: pd.Series) -> None:
+    """Monthly dates on a month's last day are read as that month: say so."""
+    moved = np.flatnonzero(valid & (before != after))
+    rep.change(moved, table=table, col=col, rows=rows, act=None, names=(_MONTH_START_ACTION,),
+               original_of=lambda i: raw.iloc[i], used_of=lambda i: after[i])
+
+
+def _record_blank_rows(rep: _Reporter, table: str, keep: np.ndarray, rows: _RowLookup) -> None:
+    rep.change(np.flatnonzero(~keep), table=table, col=None, rows=rows, act=None,
+               names=("blank row skipped (every cell empty)",), original_of=lambda i: None, used_of=lambda i: None)
+
+
 def _extra_columns(
     table: str, df: pd.DataFrame, cols: Mapping[str, _Col], nums: Mapping[str, _Num], keep: np.ndarray,
     rows: _RowLookup, rep: _Reporter, *, always_numeric: Iterable[str],
@@ -838,6 +1116,7 @@ def _extra_columns(
                         fix=f"keep drivers numeric (e.g. 1/0 for yes/no); put text attributes in {where}")
                 continue
         _report_number_cells(rep, table, col, num, keep, rows, df.iloc[:, col.pos])
+        _record_number_changes(rep, table, col, num, keep, rows, df.iloc[:, col.pos])
         out[name] = (col, num)
     return out
 
@@ -924,7 +1203,7 @@ def _check_sales(
     raw_date, raw_sku, raw_qty = (df.iloc[:, c.pos] for c in (c_date, c_sku, c_qty))
     sku = _parse_keys(raw_sku)
     loc = _parse_keys(df.iloc[:, cols[S.LOCATION].pos]) if S.LOCATION in cols else None
-    dates = _parse_dates(raw_date, dayfirst)
+    dates = _parse_dates(raw_date, dayfirst, serials=(rep.where.get(table) or _Where(df)).excel)
     qty = _parse_numbers(raw_qty, as_float=False)
     ignored_text = {S.CATEGORY} & set(cols)
     for name in ignored_text:
@@ -952,14 +1231,23 @@ def _check_sales(
     rep.rows(np.flatnonzero(sku.blank & keep), table=table, column=c_sku.header, rows=rows,
              value_of=lambda i: None,
              describe=lambda v, i: (f"{c_sku.header} is blank", "enter the SKU, or delete the row"), code="E102")
+    _record_blank_rows(rep, table, keep, rows)
+    key_err = _keys_checked(rep, table, c_sku, sku, keep, rows, raw_sku)
+    if loc is not None:
+        key_err = _keys_checked(rep, table, cols[S.LOCATION], loc, keep, rows, df.iloc[:, cols[S.LOCATION].pos],
+                                key_err)
     _report_date_cells(rep, table, c_date, dates, keep, rows, raw_date)
+    _record_date_changes(rep, table, c_date, dates, keep, rows, raw_date)
     _report_number_cells(rep, table, c_qty, qty, keep, rows, raw_qty)
+    _record_number_changes(rep, table, c_qty, qty, keep, rows, raw_qty)
     numeric = _extra_columns(table, df, cols, extra_nums, keep, rows, rep,
                              always_numeric=(*_SALES_NUMERIC, *forced))
     del extra_nums
 
     # Frequency and grid -------------------------------------------------------------
     valid = keep & ~sku.blank & ~dates.blank & ~dates.bad
+    if key_err is not None:
+        valid &= ~key_err
     anchor: int | None = None
     try:
         if freq is not None:
@@ -981,6 +1269,8 @@ def _check_sales(
              value_of=lambda i: dates.values[i],
              describe=lambda v, i: _grid_issue(v, f, anchor, c_date.header, table), code="E105")
     valid &= ~off
+    if f == "MS":
+        _record_month_starts(rep, table, c_date, dates.values, aligned, valid, rows, raw_date)
     del off
     n_valid = int(valid.sum())
     if n_valid == 0:
@@ -1238,10 +1528,16 @@ def _check_items(df: pd.DataFrame, rows: _RowLookup, rep: _Reporter,
     rep.rows(np.flatnonzero(sku.blank & keep), table=table, column=c_sku.header, rows=rows,
              value_of=lambda i: None,
              describe=lambda v, i: (f"{c_sku.header} is blank", "enter the SKU, or delete the row"), code="E102")
+    _record_blank_rows(rep, table, keep, rows)
+    key_err = None
+    for name, keys in ((S.SKU, sku), (S.LOCATION, loc), (S.CATEGORY, cat)):
+        if keys is not None:
+            key_err = _keys_checked(rep, table, cols[name], keys, keep, rows, df.iloc[:, cols[name].pos], key_err)
     for k, num in nums.items():
         col = cols[k]
         raw = df.iloc[:, col.pos]
         _report_number_cells(rep, table, col, num, keep, rows, raw)
+        _record_number_changes(rep, table, col, num, keep, rows, raw)
         ok = keep & ~num.blank & ~num.bad
         if k in _ITEMS_FRACTIONS:
             out_of = np.flatnonzero(ok & ((num.values <= 0) | (num.values >= 1)))
@@ -1261,6 +1557,8 @@ def _check_items(df: pd.DataFrame, rows: _RowLookup, rep: _Reporter,
                      describe=lambda v, i, h=col.header: (f"{h} is negative", f"enter 0 or more for {h}"),
                      code="E102")
     good = keep & ~sku.blank
+    if key_err is not None:
+        good &= ~key_err
     pos = np.flatnonzero(good)
     key_arrays = [sku.codes[pos]] + ([loc.codes[pos]] if loc is not None else [])
     dup, first = _first_pairs(_group_codes(key_arrays))
@@ -1287,6 +1585,11 @@ def _check_items(df: pd.DataFrame, rows: _RowLookup, rep: _Reporter,
         else:
             raw = df.iloc[pos, col.pos].to_numpy(dtype=object)
             data[name] = np.array([v.strip() if isinstance(v, str) else v for v in raw], dtype=object)
+            trimmed = np.fromiter((isinstance(v, str) and v.strip() != v and bool(v.strip()) for v in raw),
+                                  dtype=bool, count=len(raw))
+            rep.change(pos[trimmed], table=table, col=col, rows=rows, act=None, names=("spaces trimmed",),
+                       original_of=lambda i, c=col.pos: df.iloc[i, c],
+                       used_of=lambda i, c=col.pos: str(df.iloc[i, c]).strip())
     frame = pd.DataFrame(data)
     locs = data.get(S.LOCATION, np.full(len(pos), "", dtype=object))
     keys = set(zip(data[S.SKU].tolist(), list(locs)))
@@ -1342,13 +1645,19 @@ def _check_drivers(
     n = len(df)
     c_date = cols[S.DATE]
     raw_date = df.iloc[:, c_date.pos]
-    dates = _parse_dates(raw_date, dayfirst)
+    dates = _parse_dates(raw_date, dayfirst, serials=(rep.where.get(table) or _Where(df)).excel)
     loc = _parse_keys(df.iloc[:, cols[S.LOCATION].pos]) if S.LOCATION in cols else None
     sku = _parse_keys(df.iloc[:, cols[S.SKU].pos]) if S.SKU in cols else None
     pre = {k: _parse_numbers(df.iloc[:, c.pos]) for k, c in cols.items() if k not in (S.DATE, S.LOCATION, S.SKU)}
     masks = [dates.blank] + [m.blank for m in pre.values()] + [k.blank for k in (loc, sku) if k is not None]
     keep = ~_all_blank(masks, n)
+    _record_blank_rows(rep, table, keep, rows)
     _report_date_cells(rep, table, c_date, dates, keep, rows, raw_date)
+    _record_date_changes(rep, table, c_date, dates, keep, rows, raw_date)
+    key_err = None
+    for name, keys in ((S.LOCATION, loc), (S.SKU, sku)):
+        if keys is not None:
+            key_err = _keys_checked(rep, table, cols[name], keys, keep, rows, df.iloc[:, cols[name].pos], key_err)
     numeric = _extra_columns(table, df, cols, pre, keep, rows, rep, always_numeric=())
     # A driver that is also a Sales column would be ambiguous when joined: Sales wins.
     for name in [k for k in numeric if _fold(k) in {_fold(c) for c in sales_columns}]:
@@ -1360,6 +1669,8 @@ def _check_drivers(
         rep.add(table=table, severity="warning", code="E107", message="Drivers has no numeric driver columns",
                 fix="add numeric columns such as Temperature or CPI, or remove the Drivers table")
     valid = keep & ~dates.blank & ~dates.bad
+    if key_err is not None:
+        valid &= ~key_err
     values = dates.values
     if st is not None:
         values, off, _ = _to_grid(dates.values, valid, st.freq, st.anchor)
@@ -1367,6 +1678,8 @@ def _check_drivers(
                  value_of=lambda i: dates.values[i],
                  describe=lambda v, i: _grid_issue(v, st.freq, st.anchor, c_date.header, "Sales"), code="E105")
         valid &= ~off
+        if st.freq == "MS":
+            _record_month_starts(rep, table, c_date, dates.values, values, valid, rows, raw_date)
     pos = np.flatnonzero(valid)
     # Duplicates
     day_codes = _days(values[pos])
@@ -1495,6 +1808,14 @@ def _validate(
                              code="E110")
     pc = ProblemCollector(list(pre_problems))
     rep = _Reporter(pc)
+    frames = {"Sales": sales, "Drivers": drivers, "Items": items}
+    for name, t in frames.items():
+        if t is not None:
+            rep.where[name] = _Where(t)
+            rep.first_rows[name] = int(_row_numbers(name, row_offsets).offset)
+            pc.problems.extend(t.attrs.get(ATTR_PROBLEMS, ()) if t.attrs else ())  # found by the reader
+    if sales_rows is not None:
+        rep.first_rows.pop("Sales", None)  # rows are given one by one: no single header row
     if sales is None:
         pc.add(table="Sales", message="the Sales table is missing", code="E101",
                fix="add a table named Sales with columns Date, SKU and Qty")
@@ -1519,6 +1840,7 @@ def _validate(
         # Sales could not be read but no error says why (e.g. no valid dates at all).
         pc.add(table="Sales", message="no row of Sales has a valid Date and SKU", code="E109",
                fix="check the Date and SKU columns")
+    pc.problems[:] = locate_problems(pc.problems, frames)
     pc.raise_if_errors("The planning data has problems")
     if st is None:  # every path that leaves st None adds an error first
         raise PlancellBug("Sales validation ended without data and without a problem")
@@ -1526,8 +1848,8 @@ def _validate(
     last = None
     if (st.hist_last != _NO_PERIOD).any():
         last = pd.Timestamp(from_period(np.array([int(st.hist_last.max())]), st.freq, st.anchor)[0])
-    log.info("validated %d Sales rows, %d series, freq %s, %d warnings", len(sales_frame),
-             len(st.series_sku), st.freq, len(pc.warnings))
+    log.info("validated %d Sales rows, %d series, freq %s, %d warnings, %d values changed", len(sales_frame),
+             len(st.series_sku), st.freq, len(pc.warnings), len(rep.changes))
     return PlanningData(
         sales=sales_frame,
         drivers=drivers_frame,
@@ -1538,7 +1860,63 @@ def _validate(
         sales_regressors=list(st.regressors),
         driver_columns=driver_columns,
         last_date=last,
+        changes=_sorted_changes(rep.changes + _hidden_row_notes(frames, row_offsets)),
     )
+
+
+def _hidden_row_notes(frames: Mapping[str, pd.DataFrame | None], row_offsets: Mapping[str, int] | None) -> list[Change]:
+    """Rows hidden in Excel (filtered or hidden by hand) are used like the others: say so."""
+    out: list[Change] = []
+    for name, df in frames.items():
+        hidden = (df.attrs.get(ATTR_HIDDEN_ROWS) or []) if df is not None and df.attrs else []
+        sheet = _Where(df).sheet
+        for r in list(hidden)[:MAX_CHANGES_PER_COLUMN]:
+            out.append(Change(name, int(r), "(whole row)", None, None, "row is hidden in Excel; used like any other",
+                              None, sheet))
+        if len(hidden) > MAX_CHANGES_PER_COLUMN:
+            out.append(Change(name, None, "(whole row)", None, None,
+                              f"row is hidden in Excel; used like any other: {len(hidden) - MAX_CHANGES_PER_COLUMN} "
+                              "more rows like this", None, sheet))
+    return out
+
+
+def _sorted_changes(changes: list[Change]) -> list[Change]:
+    order = {t: k for k, t in enumerate(TABLES)}
+    big = np.iinfo(np.int64).max
+    return sorted(changes, key=lambda c: (order.get(c.table, len(order)), c.row if c.row is not None else big,
+                                          len(c.letter or ""), c.letter or ""))
+
+
+def locate_problems(problems: Iterable[Problem],
+                    tables: Mapping[str, pd.DataFrame | tuple[pd.DataFrame, int] | None]) -> list[Problem]:
+    """``problems`` with the sheet and the column letter filled in where the table knows them.
+
+    ``tables`` maps a table name to its frame (or ``(frame, first_row)``, as the workbook
+    readers return) whose ``attrs`` say where it sits (:data:`ATTR_SHEET`,
+    :data:`ATTR_FIRST_COLUMN`). A problem's ``column`` (the planner's header) is matched
+    to the table's headers like validation matches them; a column the table lacks gets no letter.
+    """
+    out: list[Problem] = []
+    headers: dict[str, dict[str, int]] = {}
+    for p in problems:
+        entry = tables.get(p.table)
+        df = entry[0] if isinstance(entry, tuple) else entry
+        if not isinstance(df, pd.DataFrame) or (p.sheet is not None and p.letter is not None):
+            out.append(p)
+            continue
+        w = _Where(df)
+        letter = p.letter
+        if letter is None and p.column is not None and w.first is not None:
+            if p.table not in headers:
+                folded: dict[str, int] = {}
+                for pos, h in enumerate(df.columns):
+                    folded.setdefault(_fold(_header_text(h)), pos)
+                headers[p.table] = folded
+            pos = headers[p.table].get(_fold(str(p.column)))
+            letter = w.letter(pos) if pos is not None else None
+        sheet = p.sheet if p.sheet is not None else w.sheet
+        out.append(p if (sheet, letter) == (p.sheet, p.letter) else replace(p, sheet=sheet, letter=letter))
+    return out
 
 
 # --------------------------------------------------------------------------------------

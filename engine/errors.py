@@ -24,6 +24,7 @@ __all__ = [
     "PlancellBug",
     "Problem",
     "ERROR_CODES",
+    "column_letter",
 ]
 
 #: Stable error codes. Add new ones at the end; never renumber.
@@ -43,7 +44,19 @@ ERROR_CODES: dict[str, str] = {
     "E201": "model not found",
     "E300": "temporary failure, try again",
     "E900": "internal error",
+    "E111": "file too large or unsafe to open",
 }
+
+
+def column_letter(index: int) -> str:
+    """Excel's letter for the 1-based column ``index``: 1 -> A, 27 -> AA, 16384 -> XFD."""
+    if index < 1:
+        raise ValueError(f"column index must be 1 or more, not {index}")
+    out = ""
+    while index:
+        index, rem = divmod(index - 1, 26)
+        out = chr(65 + rem) + out
+    return out
 
 
 @dataclass(frozen=True)
@@ -63,17 +76,36 @@ class Problem:
     value: Any = None
     severity: str = "error"  # "error" refuses the input; "warning" is reported only
     code: str = "E100"
+    #: The worksheet holding the table, when it was read from a workbook.
+    sheet: str | None = None
+    #: The column's letter on that sheet (``column`` stays the planner's header text).
+    letter: str | None = None
 
     def where(self) -> str:
-        parts = [f"table {self.table}"]
+        parts = [f"table {self.table}" + (f" (sheet '{self.sheet}')" if self.sheet and self.sheet != self.table
+                                          else "")]
         if self.row is not None:
             parts.append(f"row {self.row}")
         if self.column is not None:
-            parts.append(f"column {self.column}")
+            parts.append(f"column {self.letter} '{self.column}'" if self.letter else f"column {self.column}")
+        elif self.letter:
+            parts.append(f"column {self.letter}")
         return ", ".join(parts)
 
+    @property
+    def cell(self) -> str | None:
+        """The cell reference a planner can type into the Name Box (``'Data'!C5``), if known."""
+        if self.sheet is None or self.letter is None or self.row is None:
+            return None
+        return f"'{self.sheet}'!{self.letter}{self.row}"
+
     def __str__(self) -> str:
-        val = "" if self.value is None else f" (value {self.value!r})"
+        if self.value is not None:
+            val = f" (value {self.value!r})"
+        elif self.row is not None and self.letter is not None:
+            val = " (blank cell)"  # a located cell without a value is an empty cell, never a zero
+        else:
+            val = ""
         return f"{self.where()}: {self.message}{val}. Fix: {self.fix}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,7 +11,9 @@ Layout (``root`` defaults to ``<home>/models``, home is ``$PLANCELL_HOME`` or ``
 Loading joblib runs code, so nothing is unpickled unless every file of the version
 directory carries a valid HMAC-SHA256 under this installation's secret key
 (``<home>/secret.key``). A file another installation wrote, or any change since it
-was written, is refused with ``PLANCELL-E200`` before ``joblib.load`` is called.
+was written, is refused with ``PLANCELL-E200`` before ``joblib.load`` is called. A
+``LATEST`` that is damaged or names a missing version is refused too (it is only ever
+replaced whole); a missing ``LATEST`` means the newest complete version.
 
 Saves are crash safe: files are written and fsynced in a hidden temp directory,
 renamed into place in one step, then ``LATEST`` is replaced atomically. A crash at
@@ -68,6 +70,7 @@ _KEY_BYTES = 32
 _MANIFEST_FORMAT = 1
 _CHUNK = 1 << 20
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
+_POINTER_RE = re.compile(rb"v(\d{4,})\n")  # exactly what save writes
 # Domain separation: a file MAC can never be replayed as a manifest signature.
 _FILE_DOMAIN = b"plancell-file-v1\0"
 _MANIFEST_DOMAIN = b"plancell-manifest-v1\0"
@@ -100,19 +103,48 @@ def installation_key(home: Path | None = None) -> bytes:
     base = _home(home)
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = base / _KEY_FILE
+    if path.exists():
+        return _read_key(path)
+    # Written in full under a temp name, then hard-linked into place: link never replaces
+    # an existing file, so racing processes agree on one key, and a process killed while
+    # writing leaves only a temp file, never an empty or short secret.key.
+    key = secrets.token_bytes(_KEY_BYTES)
+    tmp = base / f"{_TMP_PREFIX}{_KEY_FILE}-{secrets.token_hex(6)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(tmp, flags, 0o600)
+        try:
+            os.write(fd, key)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return _read_key(path)
+        except OSError:
+            # No hard links on this file system (FAT, some network shares): exclusive
+            # create of the final name still gives one winner.
+            return _create_key_in_place(path, key)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(base)
+    _log.info("created installation key %s", path)
+    return key
+
+
+def _create_key_in_place(path: Path, key: bytes) -> bytes:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
         return _read_key(path)
     try:
-        key = secrets.token_bytes(_KEY_BYTES)
         os.write(fd, key)
         os.fsync(fd)
     finally:
         os.close(fd)
-    _fsync_dir(base)
-    _log.info("created installation key %s", path)
+    _fsync_dir(path.parent)
     return key
 
 
@@ -546,7 +578,7 @@ class ModelStore:
                 f"model {name!r} not found in the model store {self.root}; available models: {listing}",
                 code="E201",
             )
-        number = self.latest(name) if version is None else int(version)
+        number = self._pointer(self.root / safe, available) if version is None else int(version)
         if number not in available:
             raise InputError(
                 f"model {name!r} has no version {version} in the model store {self.root / safe}; "
@@ -555,6 +587,26 @@ class ModelStore:
             )
         return self.root / safe / f"v{number:04d}", safe, number
 
+    def _pointer(self, mdir: Path, available: list[int]) -> int:
+        """The version ``LATEST`` names. Missing: the newest (a first save died before its
+        pointer). Damaged, or naming a version that is not there: refused, because
+        ``LATEST`` is only ever replaced whole, so that is a change made since."""
+        path = mdir / LATEST_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return max(available)
+        except OSError as exc:
+            self._refuse([_Refusal(path, f"LATEST cannot be read ({exc.strerror or exc})")])
+        match = _POINTER_RE.fullmatch(raw)
+        if match is None:
+            self._refuse([_Refusal(path, "LATEST is damaged; delete it to load the newest version")])
+        number = int(match.group(1))
+        if number not in available:
+            self._refuse([_Refusal(path, f"LATEST names version {number}, which is not in the store; "
+                                         "delete LATEST to load the newest version")])
+        return number
+
     @contextmanager
     def _verified(
         self, vdir: Path, safe: str, version: int, *, whole: bool
@@ -562,7 +614,7 @@ class ModelStore:
         """Yield (metadata, open verified model handle or None); raise E200 on any mismatch."""
         key = self._key
         try:
-            files = self._check_manifest(vdir, key, safe, version)
+            files = self._check_manifest(vdir, key, safe, version, self.home / _KEY_FILE)
         except _Refusal as r:
             self._refuse([r])
         refusals: list[_Refusal] = []
@@ -613,7 +665,9 @@ class ModelStore:
                 model_fh.close()
 
     @staticmethod
-    def _check_manifest(vdir: Path, key: bytes, safe: str, version: int) -> dict[str, dict[str, Any]]:
+    def _check_manifest(
+        vdir: Path, key: bytes, safe: str, version: int, key_path: Path
+    ) -> dict[str, dict[str, Any]]:
         path = vdir / MANIFEST_FILE
         try:
             manifest = json.loads(path.read_bytes().decode("ascii"))
@@ -625,7 +679,7 @@ class ModelStore:
             raise _Refusal(path, "MANIFEST.json has no signature")
         body = {k: v for k, v in manifest.items() if k != "signature"}
         if not hmac.compare_digest(_manifest_mac(key, body), manifest["signature"]):
-            raise _Refusal(path, "MANIFEST.json signature does not match this installation's key")
+            raise _Refusal(path, f"MANIFEST.json signature does not match this installation's key {key_path}")
         # Signed by us: the structure below is ours, but a signed manifest may still sit
         # in the wrong folder (a version directory copied or renamed by hand).
         if body.get("name") != safe or body.get("version") != version:
