@@ -31,7 +31,7 @@ __all__ = ["ACTIONS", "dispatch", "refresh", "check", "scenario", "publish", "st
 _log = logging.getLogger(__name__)
 
 #: Output sheets refresh writes, in order.
-OUTPUT_SHEETS = ("Plan", "Accuracy", "Purchases", "Charts")
+OUTPUT_SHEETS = ("Plan", "Overrides log", "Accuracy", "Purchases", "Charts", "FVA", "Plan changes", "Finance")
 _SNAPSHOT = re.compile(r"^Plan (\d{4})-(\d{2}) v(\d+)$")
 
 
@@ -112,10 +112,21 @@ def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None
     name = model_name_for(port.name, settings)
     result = build_plan(data, horizon=horizon, windows=settings.windows, quantiles=settings.quantiles,
                         model_params=params or None, progress=relay, store=store or ModelStore(),
-                        model_name=name, inventory=settings.inventory, budget=settings.budget)
+                        model_name=name, inventory=settings.inventory, budget=settings.budget,
+                        overrides=tables.get("Overrides"))
     port.status("Plancell: writing the plan ...")
     port.write_sheet(plan_sheet(result.plan, result.metadata, policy=result.policy))
-    port.write_sheet(accuracy_sheet(result.backtest.overall, result.accuracy), after="Plan")
+    last = "Plan"
+    cons = result.consensus
+    if cons is not None and len(cons.audit):
+        from .sop import overrides_audit_sheet
+
+        log = overrides_audit_sheet(cons.audit)
+        log.blocks += [Title("Cells changed (kept with each published snapshot for value added by reason)"),
+                       TableBlock("OverrideEffects", cons.effects)]
+        port.write_sheet(log, after=last)
+        last = log.name
+    port.write_sheet(accuracy_sheet(result.backtest.overall, result.accuracy), after=last)
     if result.purchases is not None:
         port.write_sheet(purchases_sheet(result.purchases, settings.budget), after="Accuracy")
     history = data.sales[data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]]
@@ -123,10 +134,77 @@ def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None
     from .sheets import data_quality_sheet
 
     port.write_sheet(data_quality_sheet(data.changes, list(data.warnings) + list(settings.warnings)), after="Charts")
+    notes = _sop_sheets(port, tables, data, result, history, after="Data quality")
     port.save()
     port.status(None)
     return {"model": name, "version": result.metadata.get("model_version"), "result": result,
-            "warnings": list(getattr(data, "warnings", [])) + list(settings.warnings)}
+            "warnings": list(getattr(data, "warnings", [])) + list(settings.warnings) +
+            list(cons.warnings if cons is not None else []) + notes}
+
+
+def _snapshots(port: WorkbookPort, tables: dict[str, tuple[pd.DataFrame, int]]) -> list[tuple[str, str]]:
+    """Published snapshots in the workbook, oldest first: (sheet name, tag of its tables)."""
+    found = sorted(((int(m.group(1)), int(m.group(2)), int(m.group(3))), n) for n in port.sheet_names()
+                   if (m := _SNAPSHOT.match(n)))
+    out = []
+    for (y, mo, v), sheet in found:
+        tag = f"{y:04d}_{mo:02d}_v{v}"
+        if f"Plan_{tag}" in tables:
+            out.append((sheet, tag))
+    return out
+
+
+def _published_plan(df: pd.DataFrame) -> pd.DataFrame:
+    """A snapshot's plan table as the S&OP engine reads it; snapshots published before the
+    consensus columns existed hold one forecast, which was both statistical and final."""
+    p = df.rename(columns={"Date": "Period"})
+    if "Consensus" not in p.columns and "P50" in p.columns:
+        p = p.assign(Statistical=p["P50"], Consensus=p["P50"])
+    return p
+
+
+def _sop_sheets(port: WorkbookPort, tables: dict[str, tuple[pd.DataFrame, int]], data: Any, result: Any,
+                history: pd.DataFrame, *, after: str = "Charts") -> list[str]:
+    """The S&OP meeting's sheets: forecast value added of every published version that now
+    has actuals (FVA), the plan against the last published one (Plan changes), and the
+    money view (Finance). Returns notes for the caller (never fails the refresh)."""
+    from engine.compare import compare_plans
+    from engine.finance import financial_view, prices_from_sales
+    from engine.fva import PlanVersion, forecast_value_added
+
+    from .sop import comparison_sheet, finance_sheet, fva_sheet
+
+    notes: list[str] = []
+    snaps = _snapshots(port, tables)
+    last = after
+    if snaps:
+        versions = [PlanVersion(sheet, _published_plan(tables[f"Plan_{tag}"][0]),
+                                tables.get(f"Overrides_{tag}", (None, 0))[0]) for sheet, tag in snaps]
+        try:
+            fva = forecast_value_added(versions, history, freq=data.freq, items=data.items)
+            if len(fva.waterfall):
+                port.write_sheet(fva_sheet(fva), after=last)
+                last = "FVA"
+            else:
+                notes.append("FVA: no published plan has actuals yet")
+        except InputError as exc:
+            notes.append(f"FVA not written: {exc.one_line()}")
+        sheet, tag = snaps[-1]
+        try:
+            cmp = compare_plans(_published_plan(tables[f"Plan_{tag}"][0]), result.plan, items=data.items,
+                                actuals=history, current_meta=result.metadata)
+            out = comparison_sheet(cmp, previous=sheet)
+            port.write_sheet(out, after=last)
+            last = out.name
+        except InputError as exc:
+            notes.append(f"Plan changes not written: {exc.one_line()}")
+    try:
+        view = financial_view(result.plan, items=data.items, prices=prices_from_sales(data.sales),
+                              policy=result.policy)
+        port.write_sheet(finance_sheet(view), after=last)
+    except InputError as exc:
+        notes.append(f"Finance not written: {exc.one_line()}")
+    return notes
 
 
 def publish(port: WorkbookPort, *, now: _dt.datetime | None = None, client: Any = None) -> str:
@@ -168,7 +246,8 @@ def publish(port: WorkbookPort, *, now: _dt.datetime | None = None, client: Any 
         raise InputError(f"The Plan table lacks the columns {', '.join(missing)}.",
                          [Problem("Plan", f"columns {', '.join(missing)} missing", "press Refresh Plan to rewrite it",
                                   code="E101")], code="E101")
-    sheet = snapshot_sheet(name, f"Plancell plan snapshot {month} v{version}", tag, items, plan_df, policy)
+    effects = tables.get("OverrideEffects", (None, 0))[0]
+    sheet = snapshot_sheet(name, f"Plancell plan snapshot {month} v{version}", tag, items, plan_df, policy, effects)
     port.write_sheet(sheet, after=port.sheet_names()[-1])
     port.save()
     return name

@@ -877,6 +877,14 @@ class ActionRequest(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="scenario: random seed")
 
 
+class FVARequest(BaseModel):
+    """Actuals to score the workspace's published versions of a model against."""
+
+    model: str = Field(max_length=255)
+    actuals: list[dict[str, Any]] = Field(description="Sales rows: SKU, Location, Date, Qty (more columns ignored)")
+    items: list[dict[str, Any]] | None = Field(None, description="Items rows with SKU and Category (optional)")
+
+
 class CellCall(BaseModel):
     function: str = Field(max_length=40, description="an Excel function name, e.g. FORECAST_SKU")
     args: list[Any] = Field(default_factory=list, max_length=10, description="its arguments as Excel passes them")
@@ -1343,6 +1351,40 @@ def create_app(config: ServerConfig) -> FastAPI:
                                   policy=_records(getattr(b, "policy", None)))
         return {"model": entry.name, "version": version, "model_version": entry.version,
                 "url": f"/v1/plans/{model}/{version}"}
+
+    @app.post("/v1/fva", tags=["plans"])
+    def fva(body: FVARequest, ws: _Workspace = Auth) -> dict[str, Any]:
+        """Forecast value added: every published version of ``model`` whose periods now have
+        actuals, scored step by step (seasonal naive, statistical, each override layer, the
+        final plan) by category and layer; the sentences the S&OP meeting reads."""
+        from engine.fva import PlanVersion, forecast_value_added
+
+        from .actions import _published_plan
+
+        listed = db.plans(ws.name, body.model)
+        if not listed:
+            raise InputError(f"No published version of {body.model!r} in this workspace. Fix: publish the plan "
+                             "(POST /v1/plans/{model}/publish) first.", code="E201")
+        versions, freq = [], None
+        for p in sorted(listed, key=lambda p: p["version"]):
+            got = db.plan(ws.name, body.model, p["version"])
+            freq = freq or (got["provenance"] or {}).get("freq")
+            versions.append(PlanVersion(f"{body.model} v{p['version']}", _published_plan(pd.DataFrame(got["rows"]))))
+        actuals = pd.DataFrame(body.actuals)
+        missing = [c for c in ("SKU", "Date", "Qty") if c not in actuals.columns]
+        if missing:
+            raise InputError(f"actuals lack the columns {', '.join(missing)}.",
+                             [Problem("actuals", f"column {c} missing", "send SKU, Location, Date, Qty per row",
+                                      column=c, code="E101") for c in missing], code="E101")
+        actuals["Date"] = pd.to_datetime(actuals["Date"], errors="coerce")
+        if "Location" not in actuals.columns:
+            actuals["Location"] = ""
+        items = pd.DataFrame(body.items) if body.items else None
+        res = forecast_value_added(versions, actuals, freq=str(freq or "W"), items=items)
+        return {"model": body.model, "versions": _records(res.versions), "waterfall": _records(res.waterfall),
+                "by_category": _records(res.by_category), "by_layer": _records(res.by_layer),
+                "by_reason": _records(res.by_reason), "verdicts": list(res.verdicts),
+                "assumptions": list(res.assumptions)}
 
     @app.get("/v1/plans", tags=["plans"])
     def plans(model: str | None = None, ws: _Workspace = Auth) -> list[dict[str, Any]]:

@@ -84,7 +84,8 @@ _KIND_OF_HEADER: dict[str, str] = {
                               "Projected fill rate", "Stock-out risk before receipt")},
     **{h: "ratio" for h in ("MASE", "Turns per year", "Days of coverage", "Days of stock", "Slack (days)",
                             "Daily demand")},
-    **{h: "quantity" for h in ("P10", "P50", "P90", "Forecast over lead time + review", "Safety stock",
+    **{h: "quantity" for h in ("P10", "P50", "P90", "Statistical", "Sales layer", "Marketing layer", "Finance layer",
+                               "Consensus", "Forecast over lead time + review", "Safety stock",
                                "Reorder point", "Order-up-to level", "EOQ", "Expected units short",
                                "Excess units")},
     **{h: "money" for h in ("Inventory value", "Excess value", "Unit cost", "Order value", "Cumulative value",
@@ -384,6 +385,14 @@ def plan_sheet(plan: pd.DataFrame, metadata: Mapping[str, Any], *, policy: pd.Da
                extra: Sequence[tuple[str, Any]] = ()) -> Sheet:
     """The Plan sheet: provenance, the inventory policy (one row per SKU-location), the forecast."""
     plan_df = select(plan, PLAN_HEADERS, "plan")
+    if "Consensus" in plan.columns and (plan["Consensus"] != plan["Statistical"]).any():
+        # S&OP: the statistical forecast, each override layer and the consensus side by side,
+        # after P10/P50/P90 (which now follow the consensus) so the planner's layout stays put
+        from .sop import consensus_columns
+
+        cons_cols = [c for c in consensus_columns(plan) if c in plan.columns] + ["Locked"]
+        plan_df = pd.concat([plan_df.iloc[:, :6], plan[cons_cols].reset_index(drop=True).set_axis(plan_df.index),
+                             plan_df.iloc[:, 6:]], axis=1)
     n_series = int(plan_df[["SKU", "Location"]].drop_duplicates().shape[0])
     blocks: list[Any] = [Title(title), provenance(metadata, n_series, extra=extra), Note(_PLAN_NOTE)]
     if policy is not None:
@@ -512,13 +521,17 @@ def snapshot_name(when: Any, version: int) -> tuple[str, str]:
 
 
 def snapshot_sheet(name: str, title: str, tag: str, provenance_items: Sequence[tuple[str, Any]],
-                   plan: pd.DataFrame, policy: pd.DataFrame | None = None) -> Sheet:
-    """A published plan: values only, frozen, with its provenance (tables ``Plan_<tag>`` and
-    ``Policy_<tag>``; sheet headers as on the Plan sheet)."""
+                   plan: pd.DataFrame, policy: pd.DataFrame | None = None,
+                   effects: pd.DataFrame | None = None) -> Sheet:
+    """A published plan: values only, frozen, with its provenance (tables ``Plan_<tag>``,
+    ``Policy_<tag>`` and, when overrides were applied, ``Overrides_<tag>``: the cells each
+    override changed, for forecast value added by reason; sheet headers as on the Plan sheet)."""
     blocks: list[Any] = [Title(title), Pairs([(k, _text(v)) for k, v in provenance_items]),
                          Note("Published snapshot: values only, frozen at publication. It needs no add-in and is "
                               "not changed by later refreshes.")]
     if policy is not None:
         blocks += [Title("Inventory policy"), TableBlock(f"Policy_{tag}", policy, freeze=True)]
     blocks += [Title("Forecast"), TableBlock(f"Plan_{tag}", plan, freeze=policy is None)]
+    if effects is not None and len(effects):
+        blocks += [Title("Overrides applied (cells changed)"), TableBlock(f"Overrides_{tag}", effects)]
     return Sheet(name, blocks, widths={0: 18, 1: 28})

@@ -53,6 +53,7 @@ class PlanResult:
     metadata: dict[str, Any]
     policy: pd.DataFrame | None = None       # one row per SKU-location: safety stock, reorder point, ...
     purchases: pd.DataFrame | None = None    # what to order now, ranked
+    consensus: Any = None                    # engine.overrides.ConsensusPlan: audit and effects of the overrides
 
 
 def build_plan(
@@ -67,13 +68,23 @@ def build_plan(
     model_name: str | None = None,
     inventory: InventorySettings | None = None,
     budget: float | None = None,
+    overrides: tuple[pd.DataFrame, int] | None = None,
 ) -> PlanResult:
     """Backtest the model against the baselines, train on all history, forecast
     ``horizon`` periods and plan each series with the model or, where the backtest
     says a baseline was better, with that baseline. Then set each series' inventory
     policy from its backtest errors (:func:`engine.policy.build_policy`) and rank what to
-    order now (:func:`engine.purchasing.purchase_priority`, within ``budget`` if given)."""
+    order now (:func:`engine.purchasing.purchase_priority`, within ``budget`` if given).
+
+    ``overrides`` (the Overrides table and the Excel row of its first data row) are applied
+    on top of the statistical forecast (:func:`engine.overrides.apply_overrides`); the plan
+    then has Statistical, one column per layer and Consensus, P50 is the consensus, and the
+    inventory policy and purchases follow it. Bad override rows are refused, every row
+    named, and nothing is saved."""
+    from .overrides import apply_overrides
+
     t0 = time.perf_counter()
+    ov_table, ov_row = overrides if overrides is not None else (None, 2)
     qs = tuple(sorted(quantiles))
     qcols = [quantile_column(q) for q in qs]
     params = dict(model_params or {})
@@ -109,6 +120,9 @@ def build_plan(
         plan.loc[sel, qcols] = b[qcols].to_numpy()
     plan = plan.rename(columns={S.DATE: "Period"})
     plan = plan[[S.SKU, S.LOCATION, "Period", *qcols, "model_used", "reason", "assumed"]]
+    consensus = apply_overrides(plan, ov_table if ov_table is not None and len(ov_table) else None,
+                                freq=data.freq, items=data.items, first_row=ov_row)
+    plan = consensus.plan
 
     acc = bt.per_series.rename(columns={
         "wape": "WAPE", "mase": "MASE", "bias": "Bias", "coverage_p10_p90": "Coverage P10-P90",
@@ -139,6 +153,8 @@ def build_plan(
         "backtest": bt.overall,
         "assumed_drivers": sorted({a for s in plan["assumed"] if s for a in s.split(", ")}),
         "n_series_baseline": int((plan.drop_duplicates([S.SKU, S.LOCATION])["model_used"] != MODEL_NAME).sum()),
+        "override_layers": list(consensus.layers),
+        "overrides_applied": int(len(consensus.audit)),
     }
     if store is not None:
         version = store.save(meta["model_name"], PlanBundle(model, plan, policy, acc, purchases, cube), meta)
@@ -146,7 +162,7 @@ def build_plan(
     meta["elapsed_seconds"] = round(time.perf_counter() - t0, 2)
     emit(progress, "forecast", 1, 1, "plan ready")
     return PlanResult(plan=plan, accuracy=acc, backtest=bt, model=model, metadata=meta, policy=policy,
-                      purchases=purchases)
+                      purchases=purchases, consensus=consensus)
 
 
 def _jsonable(v: Any) -> bool:

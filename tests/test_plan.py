@@ -27,7 +27,9 @@ def planned(tmp_path_factory):
 def test_plan_rows_and_columns(planned):
     p, data, _, r = planned
     assert list(r.plan.columns) == ["SKU", "Location", "Period", "P10", "P50", "P90", "model_used", "reason",
-                                    "assumed"]
+                                    "assumed", "Statistical", "Consensus", "Locked"]
+    # without overrides the consensus is the statistical forecast
+    assert (r.plan["Consensus"] == r.plan["Statistical"]).all() and (r.plan["P50"] == r.plan["Consensus"]).all()
     assert len(r.plan) == data.sales.groupby(["SKU", "Location"]).ngroups * 8
     assert r.plan["Period"].min() > p.sales["Date"].max()
     assert (r.plan["P10"] <= r.plan["P50"]).all() and (r.plan["P50"] <= r.plan["P90"]).all()

@@ -519,3 +519,20 @@ def test_server_killed_during_training_keeps_the_previous_version_serving(tmp_pa
         proc.terminate()
         proc.wait(timeout=30)
         http.close()
+
+
+def test_forecast_value_added_of_published_versions(client: TestClient, trained: dict[str, Any]) -> None:
+    """Once the published periods have actuals, the server scores each version against
+    seasonal naive: the S&OP meeting's FVA without the workbook."""
+    if not client.get("/v1/plans", params={"model": "shop"}, headers=auth(NORTH)).json():
+        assert client.post("/v1/plans/shop/publish", headers=auth(NORTH), json={}).status_code == 201
+    actuals = workbook_tables(actuals_ahead=True)["Sales"]
+    r = client.post("/v1/fva", headers=auth(NORTH), json={"model": "shop", "actuals": actuals})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    steps = {row["Step"] for row in body["waterfall"]}
+    assert {"Seasonal naive", "Statistical"} <= steps
+    assert body["verdicts"] and all(isinstance(v, str) for v in body["verdicts"])
+    assert client.post("/v1/fva", headers=auth(SOUTH), json={"model": "shop", "actuals": actuals}).status_code == 404
+    bad = client.post("/v1/fva", headers=auth(NORTH), json={"model": "shop", "actuals": [{"SKU": "A"}]})
+    assert bad.status_code == 400 and "Date" in bad.json()["message"]
