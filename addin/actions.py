@@ -8,12 +8,13 @@ one VBA callback passes the button id to :func:`dispatch`, which only runs the i
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -60,12 +61,15 @@ def model_name_for(book_name: str, settings: Any = None) -> str:
 
 
 def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None,
-            model_params: dict[str, Any] | None = None, store: Any = None, client: Any = None) -> dict[str, Any]:
+            model_params: dict[str, Any] | None = None, store: Any = None, client: Any = None,
+            cluster: str | None = None) -> dict[str, Any]:
     """Refresh Plan: validate the tables, backtest, train, forecast, set the inventory policy,
     and write the Plan, Accuracy and Purchases sheets. Returns a short summary.
 
     With a Settings ``Server`` (or ``client``) the work runs on the calculation server and its
-    sheets are written here; ``client=False`` always runs locally (the server itself)."""
+    sheets are written here; ``client=False`` always runs locally (the server itself).
+    Training runs on the Dask cluster ``cluster`` (an address, ``plancell serve --dask``),
+    else on the workbook's Settings ``Cluster`` if it names one, else on this machine."""
     from engine.contract import validate
     from engine.model import DEFAULT_HORIZON
     from engine.plan import build_plan
@@ -110,10 +114,14 @@ def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None
             progress(event)
 
     name = model_name_for(port.name, settings)
-    result = build_plan(data, horizon=horizon, windows=settings.windows, quantiles=settings.quantiles,
-                        model_params=params or None, progress=relay, store=store or ModelStore(),
-                        model_name=name, inventory=settings.inventory, budget=settings.budget,
-                        overrides=tables.get("Overrides"))
+    address = cluster or settings.cluster
+    with _cluster(address) as dask_client:
+        if dask_client is not None:
+            port.status(f"Plancell: training on the Dask cluster {address} ...")
+        result = build_plan(data, horizon=horizon, windows=settings.windows, quantiles=settings.quantiles,
+                            model_params=params or None, progress=relay, store=store or ModelStore(),
+                            model_name=name, inventory=settings.inventory, budget=settings.budget,
+                            overrides=tables.get("Overrides"), cluster=dask_client)
     port.status("Plancell: writing the plan ...")
     port.write_sheet(plan_sheet(result.plan, result.metadata, policy=result.policy))
     last = "Plan"
@@ -140,6 +148,19 @@ def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None
     return {"model": name, "version": result.metadata.get("model_version"), "result": result,
             "warnings": list(getattr(data, "warnings", [])) + list(settings.warnings) +
             list(cons.warnings if cons is not None else []) + notes}
+
+
+@contextlib.contextmanager
+def _cluster(address: str | None) -> Iterator[Any]:
+    """A Dask client for ``address`` while training runs (None: train here)."""
+    if not address:
+        yield None
+        return
+    from engine import distributed
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)   # Dask logs every worker event at INFO
+    with distributed.connect(address, source="Settings Cluster") as client:
+        yield client
 
 
 def _snapshots(port: WorkbookPort, tables: dict[str, tuple[pd.DataFrame, int]]) -> list[tuple[str, str]]:

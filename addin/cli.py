@@ -563,7 +563,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import server_config, serve
 
     config, dev_token = server_config(tokens_file=args.tokens, dev=args.dev, host=args.host, db_url=args.db,
-                                      max_body_mb=args.max_body_mb, cors_origins=args.cors_origin)
+                                      max_body_mb=args.max_body_mb, cors_origins=args.cors_origin, dask=args.dask)
     if dev_token:
         print(f"plancell serve --dev: no PLANCELL_TOKEN set; this run's token is {dev_token}", file=sys.stderr)
     print(f"Plancell server on http://{args.host}:{args.port} (API docs at /docs; data in {config.data_dir})",
@@ -718,6 +718,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="largest request body accepted, in MB (default 50)")
     srv.add_argument("--cors-origin", action="append", default=[], metavar="URL",
                      help="allow browser pages from this origin (repeatable; default: none)")
+    srv.add_argument("--dask", metavar="ADDRESS|local[:N]",
+                     help="train on this Dask cluster: tcp://scheduler:8786, or local[:N] worker processes "
+                          "(needs plancell[dask]; docs/dask.md)")
     srv.set_defaults(handler=_cmd_serve)
 
     return parser

@@ -95,6 +95,7 @@ class ServerConfig:
     train_workers: int = 1
     dev: bool = False
     job_retention_days: float = 30.0   # finished jobs (records, uploads, result sheets) older than this go
+    dask: str | None = None            # train on this Dask cluster (plancell serve --dask ADDRESS)
 
     @property
     def database_url(self) -> str:
@@ -193,7 +194,7 @@ def default_data_dir() -> Path:
 
 def server_config(*, tokens_file: str | None = None, dev: bool = False, host: str = "127.0.0.1",
                   db_url: str | None = None, max_body_mb: int = 50, cors_origins: list[str] | tuple[str, ...] = (),
-                  env: dict[str, str] | None = None) -> tuple[ServerConfig, str | None]:
+                  env: dict[str, str] | None = None, dask: str | None = None) -> tuple[ServerConfig, str | None]:
     """The configuration ``plancell serve`` runs with, and the token made up for ``--dev``
     (None otherwise). Refuses to run without a token unless ``dev``, and ``dev`` off loopback."""
     env = dict(os.environ) if env is None else env
@@ -216,8 +217,12 @@ def server_config(*, tokens_file: str | None = None, dev: bool = False, host: st
 
         made_up = secrets.token_urlsafe(32)
         tokens = {token_digest(made_up): "default"}
+    if dask:
+        from engine.distributed import check_address
+
+        dask = check_address(dask, source="--dask")   # a typo fails now, not at the first training
     return ServerConfig(tokens=tokens, data_dir=default_data_dir(), db_url=db_url, max_body=max_body_mb * 2**20,
-                        cors_origins=tuple(cors_origins), dev=dev), made_up
+                        cors_origins=tuple(cors_origins), dev=dev, dask=dask), made_up
 
 
 def is_loopback(host: str) -> bool:
@@ -472,7 +477,7 @@ def _train(q: Any, job: _Job) -> dict[str, Any]:
     book = _MemoryBook(job.book, job.tables, layout=job.layout)
     out = refresh(book, progress=progress,
                   model_params={"n_estimators": job.rounds} if job.rounds else None,
-                  store=ModelStore(job.store_root, home=Path(job.home)), client=False)
+                  store=ModelStore(job.store_root, home=Path(job.home)), client=False, cluster=job.cluster)
     res = out["result"]
     return {"model": out["model"], "version": out["version"], "n_series": res.metadata.get("n_series"),
             "freq": res.metadata.get("freq"), "horizon": res.metadata.get("horizon"),
@@ -535,6 +540,7 @@ class _Job(NamedTuple):
     seed: int = 0
     layout: dict[str, list[str]] | None = None           # JSON actions: the workbook's sheets and their tables
     sheets_out: str | None = None                         # JSON actions: where the written sheets go
+    cluster: str | None = None                            # train on this Dask cluster
 
 
 @dataclass
@@ -1124,7 +1130,8 @@ def create_app(config: ServerConfig) -> FastAPI:
                 rounds: int | None) -> JSONResponse:
         model = _check(tables, book)
         job_id = db.create_job(ws.name, kind="train", book=book, model=model, params={"rounds": rounds})
-        runner.submit(job_id, _Job("train", book, tables, None, str(ws.store.root), str(config.data_dir), rounds))
+        runner.submit(job_id, _Job("train", book, tables, None, str(ws.store.root), str(config.data_dir), rounds,
+                                   cluster=config.dask))
         body = {"id": job_id, "state": "queued", "model": model, "url": f"/v1/jobs/{job_id}"}
         return JSONResponse(body, status_code=202, headers={"Location": body["url"]})
 
@@ -1265,7 +1272,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         folder.mkdir(parents=True)
         runner.submit(job_id, _Job(job_kind, book, tables, None, str(ws.store.root), str(config.data_dir),
                                    body.rounds, body.paths, body.seed, dict(body.sheets),
-                                   str(folder / "sheets.json")))
+                                   str(folder / "sheets.json"), config.dask))
         out = {"id": job_id, "state": "queued", "model": model, "url": f"/v1/jobs/{job_id}"}
         return JSONResponse(out, status_code=202, headers={"Location": out["url"]})
 

@@ -69,6 +69,7 @@ def build_plan(
     inventory: InventorySettings | None = None,
     budget: float | None = None,
     overrides: tuple[pd.DataFrame, int] | None = None,
+    cluster: Any = None,
 ) -> PlanResult:
     """Backtest the model against the baselines, train on all history, forecast
     ``horizon`` periods and plan each series with the model or, where the backtest
@@ -80,7 +81,10 @@ def build_plan(
     on top of the statistical forecast (:func:`engine.overrides.apply_overrides`); the plan
     then has Statistical, one column per layer and Consensus, P50 is the consensus, and the
     inventory policy and purchases follow it. Bad override rows are refused, every row
-    named, and nothing is saved."""
+    named, and nothing is saved.
+
+    ``cluster`` (a ``distributed.Client``, :func:`engine.distributed.connect`) trains the
+    backtest's and the final model on a Dask cluster; the plan is the same kind of object."""
     from .overrides import apply_overrides
 
     t0 = time.perf_counter()
@@ -89,13 +93,23 @@ def build_plan(
     qcols = [quantile_column(q) for q in qs]
     params = dict(model_params or {})
     params.setdefault("horizon", horizon)
-    bt = backtest(data, horizon=horizon, windows=windows, model_params=params, quantiles=qs, progress=progress)
+    model_kw = {k: v for k, v in params.items() if k != "quantiles"}
+    if cluster is None:
+        bt = backtest(data, horizon=horizon, windows=windows, model_params=params, quantiles=qs, progress=progress)
+        emit(progress, "train", 0, 1, "training the final model on all history")
+        model = DemandForecaster(freq=data.freq, quantiles=qs, **model_kw)
+        model.fit(data, progress=progress)
+        emit(progress, "forecast", 0, 1, "forecasting")
+        fc = model.predict(horizon)
+    else:
+        from . import distributed
 
-    emit(progress, "train", 0, 1, "training the final model on all history")
-    model = DemandForecaster(freq=data.freq, quantiles=qs, **{k: v for k, v in params.items() if k != "quantiles"})
-    model.fit(data, progress=progress)
-    emit(progress, "forecast", 0, 1, "forecasting")
-    fc = model.predict(horizon)
+        bt = distributed.backtest(cluster, data, horizon=horizon, windows=windows, model_params=params, quantiles=qs,
+                                  progress=progress)
+        emit(progress, "train", 0, 1, "training the final model on all history (Dask cluster)")
+        model = distributed.fit(cluster, data, freq=data.freq, quantiles=qs, progress=progress, **model_kw)
+        emit(progress, "forecast", 0, 1, "forecasting")
+        fc = distributed.predict(cluster, model, horizon)
 
     hist = data.sales[data.sales[S.QTY].notna()][[S.SKU, S.LOCATION, S.DATE, S.QTY]]
     anchor = getattr(data, "week_anchor", None)

@@ -196,3 +196,83 @@ def test_cli_bad_dask_address_fails_before_reading_the_file(tmp_path, capsys):
     _, err = capsys.readouterr()
     assert code == 2
     assert "PLANCELL-E110" in err and "local:none" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- the workbook and the server
+
+@pytest.fixture(scope="module")
+def small_book(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dask-demo")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PLANCELL_HOME", str(tmp_path_factory.getbasetemp() / "plancell-home"))
+        assert main(["demo", "--out", str(out), "--skus", "4", "--locations", "1", "--horizon", "4",
+                     "--windows", "1", "--rounds", "20", "-q"]) == 0
+    return out / "plancell-demo.xlsx"
+
+
+def _add_setting(src: Path, dst: Path, key: str, value: str) -> Path:
+    import openpyxl
+
+    wb = openpyxl.load_workbook(src)
+    for ws in wb.worksheets:
+        if "Settings" in ws.tables:
+            table = ws.tables["Settings"]
+            top, bottom = table.ref.split(":")
+            last = ws[bottom].row
+            ws.cell(last + 1, ws[top].column, key)
+            ws.cell(last + 1, ws[top].column + 1, value)
+            table.ref = f"{top}:{ws.cell(last + 1, ws[bottom].column).coordinate}"
+    wb.save(dst)
+    return dst
+
+
+def test_settings_cluster_trains_refresh_on_dask_with_the_local_answer(small_book, tmp_path):
+    import openpyxl
+
+    from addin.actions import refresh
+    from addin.port import FileBook
+
+    local = tmp_path / "local" / "book.xlsx"
+    local.parent.mkdir()
+    local.write_bytes(small_book.read_bytes())
+    on_dask = _add_setting(small_book, tmp_path / "book.xlsx", "Cluster", "local:1")
+    here = refresh(FileBook(local), model_params={"n_estimators": 20})
+    there = refresh(FileBook(on_dask), model_params={"n_estimators": 20})
+    assert there["result"].backtest.overall["cluster"] == {"workers": 1, "threads": 1}
+    assert "cluster" not in here["result"].backtest.overall
+    a, b = here["result"].plan, there["result"].plan
+    assert list(a.columns) == list(b.columns) and a[["SKU", "Location", "Period"]].equals(b[["SKU", "Location", "Period"]])
+    assert b["P50"].sum() == pytest.approx(a["P50"].sum(), rel=0.03)   # the module docstring's tolerance
+    assert (a["model_used"] == b["model_used"]).mean() >= 0.75
+
+    def plan_header(path):
+        ws = openpyxl.load_workbook(path)["Plan"]
+        return [c.value for c in ws[ws.tables["Plan"].ref][0]]
+
+    assert plan_header(on_dask) == plan_header(local)
+
+
+def test_serve_dask_trains_the_server_jobs_on_the_cluster(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from addin.server import ServerConfig, create_app, server_config, token_digest
+
+    from .test_server import workbook_tables
+
+    with pytest.raises(InputError, match="local:none"):
+        server_config(dask="local:none", env={"PLANCELL_TOKEN": "t" * 20})
+    token = "dask-token-0123456789abcdef"
+    config = ServerConfig(tokens={token_digest(token): "team"}, data_dir=tmp_path, dask="local:1")
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(config), raise_server_exceptions=False) as c:
+        r = c.post("/v1/jobs/train", json={"book": "shop.xlsx", "tables": workbook_tables(), "rounds": 10},
+                   headers=headers)
+        assert r.status_code == 202, r.text
+        import time
+
+        deadline = time.monotonic() + 240
+        while (job := c.get(r.json()["url"], headers=headers).json())["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+    assert job["state"] == "succeeded", job
+    assert job["summary"]["backtest"]["cluster"] == {"workers": 1, "threads": 1}
