@@ -36,6 +36,8 @@ from .server_load import REPO, RESULTS, TOKEN, _free_port, _tables, _train, _wai
 
 __all__ = ["run_trials", "main"]
 
+_WORKSPACE = "default"   # the workspace of PLANCELL_TOKEN
+
 
 def _serve(home: str, port: int, db_url: str | None) -> Any:
     import subprocess
@@ -63,13 +65,13 @@ def _verify(db_url: str, model: str, expected_rows: list[dict[str, Any]], acked:
 
     db = Database(db_url)
     try:
-        versions = sorted(p["version"] for p in db.plans("bench", model))
+        versions = sorted(p["version"] for p in db.plans(_WORKSPACE, model))
         if versions != list(range(1, len(versions) + 1)):
             return False, f"versions not contiguous: {versions}", len(versions)
         if not acked <= len(versions) <= acked + 1:
             return False, f"{len(versions)} versions visible, {acked} acknowledged", len(versions)
         for v in versions:
-            p = db.plan("bench", model, v)
+            p = db.plan(_WORKSPACE, model, v)
             if p is None or p["n_rows"] != len(p["rows"]) or p["checksum"] != plan_checksum(p["rows"], p["policy"]):
                 return False, f"version {v} is incomplete or does not match its checksum", len(versions)
             if p["rows"] != expected_rows:
@@ -104,6 +106,8 @@ def run_trials(trials: int, *, skus: int = 300, db_url: str | None = None, seed:
     for trial in range(trials):
         if trial:
             proc = _serve(home, port, db_url)
+            # load the plan first, so the kill lands in publishing rather than in the first load
+            httpx.get(f"{url}/v1/models/crash", headers=headers, timeout=120).raise_for_status()
         stop = threading.Event()
         count = [0]
 
