@@ -466,6 +466,10 @@ def scenario(port: WorkbookPort, *, store: Any = None, paths: int = 1000, seed: 
         Title("Mitigations, ranked"), TableBlock("Mitigations", res.mitigations),
         Title("Per SKU-location"), TableBlock("ScenarioSeries", res.series),
     ]
+    money = _scenario_money(res, ctx)
+    if money is not None:
+        blocks[4:4] = [Title("In money (units short x planned price; margin = price - unit cost)"),
+                       TableBlock("ScenarioMoney", money)]
     if res.assumptions:
         blocks.insert(3, Note("Assumed: " + "; ".join(res.assumptions)))
     # The results go to the Scenario sheet, unless the planner keeps the Scenario table there.
@@ -540,6 +544,19 @@ def _publish_on_server(srv: Any, port: WorkbookPort, prov: dict[str, Any], sheet
                          " Fix: press Refresh Plan, then publish.", code="E201")
     out = srv.publish(str(model), note=f"{sheet} from {port.name}")
     return f"{out['model']} v{out['version']} on {srv.url}"
+
+
+def _scenario_money(res: Any, ctx: _Context) -> pd.DataFrame | None:
+    """The scenarios in the S&OP meeting's money terms (revenue and margin at risk, inventory
+    value), when the Sales table has prices; None otherwise."""
+    from engine.finance import prices_from_sales, scenario_money
+
+    if "Price" not in ctx.data.sales.columns:
+        return None
+    try:
+        return scenario_money(res, plan=ctx.bundle.plan, items=ctx.data.items, prices=prices_from_sales(ctx.data.sales))
+    except InputError:
+        return None
 
 
 #: The allow-list of button ids the ribbon may run.

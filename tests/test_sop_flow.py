@@ -135,3 +135,17 @@ def test_a_bad_override_row_is_named_and_nothing_is_written(demo: Path, tmp_path
     rows = {p.row for p in err.value.problems if p.table == "Overrides"}
     assert {2, 3} <= rows
     assert book.read_bytes() == before
+
+
+def test_scenarios_are_shown_in_money(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      tmp_path_factory: pytest.TempPathFactory) -> None:
+    from addin.actions import scenario
+
+    monkeypatch.setenv("PLANCELL_HOME", str(tmp_path_factory.getbasetemp() / "plancell-home"))
+    book = tmp_path / "plancell-demo.xlsx"
+    shutil.copy(demo, book)
+    scenario(FileBook(book), paths=200, seed=1)
+    money = {r["Scenario"]: r for r in _table(book, "ScenarioMoney")}
+    late = next(v for k, v in money.items() if "days late" in k)
+    assert late["Revenue lost (scenario)"] > late["Revenue lost (baseline)"] >= 0
+    assert late["Revenue at risk"] == pytest.approx(late["Revenue lost (scenario)"] - late["Revenue lost (baseline)"])
