@@ -59,8 +59,11 @@ def _serve(home: str, port: int, db_url: str | None) -> Any:
     raise RuntimeError("the server did not start in 120 s")
 
 
-def _verify(db_url: str, model: str, expected_rows: list[dict[str, Any]], acked: int) -> tuple[bool, str, int]:
-    """(passed, why, versions visible) for the database after a kill."""
+def _verify(db_url: str, model: str, expected_rows: list[dict[str, Any]], acked: int,
+            checked: int = 0) -> tuple[bool, str, int]:
+    """(passed, why, versions visible) for the database after a kill. Versions up to
+    ``checked`` were verified after an earlier kill (they are immutable): only the newer
+    ones, and the last one before them, are read again."""
     from addin.server_db import Database, plan_checksum
 
     db = Database(db_url)
@@ -70,7 +73,7 @@ def _verify(db_url: str, model: str, expected_rows: list[dict[str, Any]], acked:
             return False, f"versions not contiguous: {versions}", len(versions)
         if not acked <= len(versions) <= acked + 1:
             return False, f"{len(versions)} versions visible, {acked} acknowledged", len(versions)
-        for v in versions:
+        for v in versions[max(0, checked - 1):]:
             p = db.plan(_WORKSPACE, model, v)
             if p is None or p["n_rows"] != len(p["rows"]) or p["checksum"] != plan_checksum(p["rows"], p["policy"]):
                 return False, f"version {v} is incomplete or does not match its checksum", len(versions)
@@ -130,7 +133,7 @@ def run_trials(trials: int, *, skus: int = 300, db_url: str | None = None, seed:
         stop.set()
         t.join(timeout=60)
         kill_times.append(delay)
-        ok, why, visible = _verify(db, "crash", expected, acked + count[0])
+        ok, why, visible = _verify(db, "crash", expected, acked + count[0], checked=acked)
         if ok:
             passed += 1
         else:
