@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import numbers
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
@@ -385,14 +386,19 @@ def plan_sheet(plan: pd.DataFrame, metadata: Mapping[str, Any], *, policy: pd.Da
                extra: Sequence[tuple[str, Any]] = ()) -> Sheet:
     """The Plan sheet: provenance, the inventory policy (one row per SKU-location), the forecast."""
     plan_df = select(plan, PLAN_HEADERS, "plan")
+    more = [c for c in plan.columns if re.fullmatch(r"P\d+(\.\d+)?", str(c)) and c not in plan_df.columns]
+    if more:   # quantiles asked for in Settings beyond P10/P50/P90, after P90
+        more.sort(key=lambda c: float(c[1:]))
+        plan_df = pd.concat([plan_df.iloc[:, :6], plan[more].set_axis(plan_df.index), plan_df.iloc[:, 6:]], axis=1)
     if "Consensus" in plan.columns and (plan["Consensus"] != plan["Statistical"]).any():
         # S&OP: the statistical forecast, each override layer and the consensus side by side,
         # after P10/P50/P90 (which now follow the consensus) so the planner's layout stays put
         from .sop import consensus_columns
 
         cons_cols = [c for c in consensus_columns(plan) if c in plan.columns] + ["Locked"]
-        plan_df = pd.concat([plan_df.iloc[:, :6], plan[cons_cols].reset_index(drop=True).set_axis(plan_df.index),
-                             plan_df.iloc[:, 6:]], axis=1)
+        at = 6 + len(more)
+        plan_df = pd.concat([plan_df.iloc[:, :at], plan[cons_cols].reset_index(drop=True).set_axis(plan_df.index),
+                             plan_df.iloc[:, at:]], axis=1)
     n_series = int(plan_df[["SKU", "Location"]].drop_duplicates().shape[0])
     blocks: list[Any] = [Title(title), provenance(metadata, n_series, extra=extra), Note(_PLAN_NOTE)]
     if policy is not None:

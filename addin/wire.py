@@ -117,8 +117,8 @@ def _hashable(k: Any) -> Any:
 
 
 def _bad(what: str) -> InputError:
-    return InputError(f"The Plancell server sent data this add-in cannot read ({what}). Fix: use the same Plancell "
-                      "version on the server and in Excel.", code="E300")
+    return InputError(f"Plancell received data it cannot read ({what}). Fix: use the same Plancell version on the "
+                      "server and in Excel.", code="E110")
 
 
 # --------------------------------------------------------------------------- frames
@@ -146,7 +146,11 @@ def frame_to_wire(df: pd.DataFrame) -> dict[str, Any]:
         else:
             dtypes.append("object")
             cols.append([value_to_wire(x) for x in s])
-    return {"columns": [value_to_wire(c) for c in df.columns], "dtypes": dtypes, "data": cols, "rows": len(df)}
+    # attrs carry where a table sits in the workbook (sheet, first column, hidden rows, what the
+    # reader found): problems and the Data quality sheet name the planner's real cells
+    attrs = {str(k): _attr_to_wire(v) for k, v in df.attrs.items()}
+    return {"columns": [value_to_wire(c) for c in df.columns], "dtypes": dtypes, "data": cols, "rows": len(df),
+            "attrs": attrs}
 
 
 def frame_from_wire(w: Any) -> pd.DataFrame:
@@ -171,7 +175,30 @@ def frame_from_wire(w: Any) -> pd.DataFrame:
     df = pd.DataFrame(out, columns=names) if out else pd.DataFrame(columns=names)
     if not out:
         df = df.reindex(range(int(w.get("rows", 0))))
+    attrs = w.get("attrs")
+    if isinstance(attrs, dict):
+        df.attrs.update({str(k): _attr_from_wire(v) for k, v in attrs.items()})
     return df
+
+
+def _attr_to_wire(v: Any) -> Any:
+    from engine.errors import Problem
+
+    if isinstance(v, Problem):
+        return {"$problem": v.to_dict()}
+    if isinstance(v, (list, tuple)):
+        return [_attr_to_wire(x) for x in v]
+    return value_to_wire(v) if not isinstance(v, dict) else str(v)
+
+
+def _attr_from_wire(v: Any) -> Any:
+    if isinstance(v, dict) and "$problem" in v:
+        d = v["$problem"]
+        names = {f.name for f in dataclasses.fields(Problem)}
+        return Problem(**{k: x for k, x in d.items() if k in names})
+    if isinstance(v, list):
+        return [_attr_from_wire(x) for x in v]
+    return value_from_wire(v)
 
 
 # --------------------------------------------------------------------------- sheets and tables

@@ -688,8 +688,9 @@ def _negative_qty(k: int) -> Case:
     if k == 8:  # nothing but returns: no demand to plan
         s = t["Sales"]
         _set(s, list(range(len(s))), "Qty", [None if v is None else -abs(v) - 1 for v in s["Qty"]])
-        return _case("negative_qty", k, "error", "every quantity negative (only returns)",
-                     Book(t, layout=_LAYOUTS[k % 3]), twin=twin, expect_read="plan")
+        # a plan: the forecast is negative and the policy orders nothing ("counted as no demand")
+        return _case("negative_qty", k, "plan", "every quantity negative (only returns)",
+                     Book(t, layout=_LAYOUTS[k % 3]), twin=twin)
     rows = _hist_rows(t["Sales"], rng, 1 + k % 4)
     _set(t["Sales"], rows, "Qty", [-int(abs(t["Sales"].at[r, "Qty"]) or 1) for r in rows])
     return _case("negative_qty", k, "plan", f"{len(rows)} negative quantities (returns)",
@@ -1047,8 +1048,11 @@ def _settings_errors(k: int) -> Case:
     key, value = [("Horizon", "abc"), ("Frequency", "fortnightly"), ("Quantiles", "0.1, 2"), ("Windows", 0),
                   ("Horizon", -3), ("ServiceTarget", "always"), ("Budget", "-5"), ("ServiceLevel.A", "150%"),
                   ("Quantiles", "0.05, 0.5, 0.95")][k]
-    # Quantiles without 0.1 / 0.9: Settings accepts them, and the Plan sheet cannot be written.
-    read = "plan" if k == 8 else None
+    # Quantiles without 0.1 / 0.9: P10/P50/P90 are always planned, P5/P95 shown after them.
+    if k == 8:
+        return _case("settings_errors", k, "plan", f"Settings {key} = {value!r}", Book(t, layout=_LAYOUTS[k % 3]),
+                     twin=twin)
+    read = None
     if key in list(st["Key"]):
         st.loc[st["Key"] == key, "Value"] = value
     else:

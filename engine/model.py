@@ -342,7 +342,10 @@ class DemandForecaster:
         # 10k series x 3 years daily) never exists, only LightGBM's binned copy does.
         ds = lgb.Dataset(_FeatureRows(rows, len(i)), label=target, weight=w, feature_name=self.feature_names_,
                          categorical_feature=cat_idx, free_raw_data=True,
-                         params={"max_bin": self.max_bin, "verbosity": -1, "num_threads": params["num_threads"]})
+                         params={"max_bin": self.max_bin, "verbosity": -1, "num_threads": params["num_threads"],
+                                 # keep every feature at binning: a min_data_in_leaf below LightGBM's
+                                 # default (20) would otherwise be refused at training
+                                 "feature_pre_filter": False})
         ds.construct()
         # Only the binned Dataset is needed from here on: free the matrices and sums.
         del rows, cums, z, zh, i, t, target, w

@@ -419,6 +419,12 @@ def build_policy(
 
     it = _items_for(series, items)
     notes: list[list[str]] = [[] for _ in range(n)]
+    negative = (F < 0).any(axis=1)
+    if negative.any():
+        # returns above sales: stock covers demand, and a negative forecast asks for none
+        F = np.maximum(F, 0.0)
+        for i in np.flatnonzero(negative):
+            notes[i].append("negative forecast (returns above sales) counted as no demand")
     lt_days = it["LeadTimeDays"].to_numpy(dtype=float)
     missing_lt = ~np.isfinite(lt_days)
     if missing_lt.any():

@@ -105,7 +105,8 @@ def read_settings(rows: Sequence[tuple[Any, Any]], *, first_row: int = 2) -> Pla
                 qs = tuple(sorted({_number(x) for x in str(value).replace(";", ",").split(",") if x.strip()}))
                 if not qs or any(not 0 < q < 1 for q in qs):
                     raise ValueError(value)
-                out.quantiles = tuple(sorted(set(qs) | {0.5}))
+                # P10/P50/P90 are always planned: the Plan sheet, alerts and scenarios read them
+                out.quantiles = tuple(sorted(set(qs) | {0.1, 0.5, 0.9}))
             elif low == "holidaycountry":
                 out.holiday_country = str(value).strip().upper()
             elif low == "servicetarget":

@@ -206,3 +206,15 @@ def test_driver_contributions_add_up_to_the_forecast_and_show_the_promo(weekly_m
     assert promo.loc[promo["Promo"] == 1, "contribution"].mean() > 0
     assert promo.loc[promo["Promo"] == 1, "contribution"].mean() > promo.loc[promo["Promo"] == 0,
                                                                             "contribution"].mean()
+
+
+def test_a_small_min_data_in_leaf_trains() -> None:
+    """LightGBM refuses a min_data_in_leaf below the Dataset's pre-filter unless the Dataset
+    keeps every feature: a planner's tuning must not end in a LightGBMError."""
+    from engine.contract import validate
+    from engine.synthetic import generate_panel
+
+    p = generate_panel("W", n_skus=3, n_locations=1, periods=60, seed=2)
+    data = validate(p.sales, p.drivers, p.items)
+    fc = DemandForecaster(horizon=4, n_estimators=10, min_data_in_leaf=5).fit(data).predict(4)
+    assert len(fc) == 3 * 4 and fc["P50"].notna().all()
