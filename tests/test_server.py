@@ -536,3 +536,31 @@ def test_forecast_value_added_of_published_versions(client: TestClient, trained:
     assert client.post("/v1/fva", headers=auth(SOUTH), json={"model": "shop", "actuals": actuals}).status_code == 404
     bad = client.post("/v1/fva", headers=auth(NORTH), json={"model": "shop", "actuals": [{"SKU": "A"}]})
     assert bad.status_code == 400 and "Date" in bad.json()["message"]
+
+
+def test_messy_workbooks_uploaded_to_the_server_get_a_clear_answer(client: TestClient, tmp_path: Path) -> None:
+    """One workbook per hazard class of the malformed-workbook corpus (bench.corpus), uploaded
+    for training: accepted (202) or refused with every problem (400/413), never a 500, never
+    a traceback in the body."""
+    from bench import corpus as C
+
+    seen: set[str] = set()
+    answers: dict[str, int] = {}
+    for case in C.cases():
+        if case.hazard in seen:
+            continue
+        seen.add(case.hazard)
+        path, _ = C.build(case, tmp_path / case.hazard)
+        with open(path, "rb") as fh:
+            r = client.post("/v1/jobs/train/xlsx", params={"rounds": 3}, headers=auth(NORTH),
+                            files={"file": (path.name, fh)})
+        answers[case.name] = r.status_code
+        assert r.status_code in (202, 400, 413), (case.name, r.status_code, r.text[:300])
+        assert "Traceback" not in r.text and 'File "' not in r.text, case.name
+        body = r.json()
+        if r.status_code == 202:
+            client.delete(f"/v1/jobs/{body['id']}", headers=auth(NORTH))   # accepted is enough here
+        else:
+            assert body["code"].startswith("PLANCELL-E") and body["message"], case.name
+    assert len(answers) >= 30
+    assert {202, 400} <= set(answers.values())
