@@ -127,11 +127,7 @@ def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None
     last = "Plan"
     cons = result.consensus
     if cons is not None and len(cons.audit):
-        from .sop import overrides_audit_sheet
-
-        log = overrides_audit_sheet(cons.audit)
-        log.blocks += [Title("Cells changed (kept with each published snapshot for value added by reason)"),
-                       TableBlock("OverrideEffects", cons.effects)]
+        log = overrides_log_sheet(cons)
         port.write_sheet(log, after=last)
         last = log.name
     port.write_sheet(accuracy_sheet(result.backtest.overall, result.accuracy), after=last)
@@ -163,6 +159,14 @@ def _cluster(address: str | None) -> Iterator[Any]:
         yield client
 
 
+def overrides_log_sheet(cons: Any) -> Sheet:
+    """The Overrides log: what each override row did (one row per override row; the cells it
+    changed are recomputed from the published Overrides table when value added is scored)."""
+    from .sop import overrides_audit_sheet
+
+    return overrides_audit_sheet(cons.audit)
+
+
 def _snapshots(port: WorkbookPort, tables: dict[str, tuple[pd.DataFrame, int]]) -> list[tuple[str, str]]:
     """Published snapshots in the workbook, oldest first: (sheet name, tag of its tables)."""
     found = sorted(((int(m.group(1)), int(m.group(2)), int(m.group(3))), n) for n in port.sheet_names()
@@ -184,6 +188,30 @@ def _published_plan(df: pd.DataFrame) -> pd.DataFrame:
     return p
 
 
+def _published_effects(plan: pd.DataFrame, overrides: tuple[pd.DataFrame, int] | None, data: Any,
+                       notes: list[str], sheet: str) -> pd.DataFrame | None:
+    """The cells each override of a published version changed, recomputed from the Overrides
+    table published with it on that version's statistical forecast (the rules are
+    deterministic, so this is what the planner saw), for value added by reason."""
+    from engine.overrides import apply_overrides
+
+    if overrides is None or not len(overrides[0]) or "Statistical" not in plan.columns:
+        return None
+    base = plan.rename(columns={"Model used": "model_used", "Reason": "reason", "Assumed drivers": "assumed"})
+    qcols = [c for c in base.columns if re.fullmatch(r"P\d+(\.\d+)?", str(c))]
+    base = base[["SKU", "Location", "Period", *qcols]].copy()
+    # the published P-columns follow the consensus: back to the statistical forecast's scale
+    ratio = (plan["Statistical"] / plan["P50"].where(plan["P50"] != 0)).fillna(1.0).to_numpy(dtype=float)
+    for c in qcols:
+        base[c] = base[c].to_numpy(dtype=float) * ratio
+    base["P50"] = plan["Statistical"].to_numpy(dtype=float)
+    try:
+        return apply_overrides(base, overrides[0], freq=data.freq, items=data.items, first_row=overrides[1]).effects
+    except InputError as exc:
+        notes.append(f"FVA by reason leaves out {sheet}: its Overrides table no longer applies ({exc.one_line()})")
+        return None
+
+
 def _sop_sheets(port: WorkbookPort, tables: dict[str, tuple[pd.DataFrame, int]], data: Any, result: Any,
                 history: pd.DataFrame, *, after: str = "Charts") -> list[str]:
     """The S&OP meeting's sheets: forecast value added of every published version that now
@@ -199,8 +227,11 @@ def _sop_sheets(port: WorkbookPort, tables: dict[str, tuple[pd.DataFrame, int]],
     snaps = _snapshots(port, tables)
     last = after
     if snaps:
-        versions = [PlanVersion(sheet, _published_plan(tables[f"Plan_{tag}"][0]),
-                                tables.get(f"Overrides_{tag}", (None, 0))[0]) for sheet, tag in snaps]
+        versions = []
+        for sheet, tag in snaps:
+            plan_v = _published_plan(tables[f"Plan_{tag}"][0])
+            versions.append(PlanVersion(sheet, plan_v, _published_effects(plan_v, tables.get(f"Overrides_{tag}"),
+                                                                          data, notes, sheet)))
         try:
             fva = forecast_value_added(versions, history, freq=data.freq, items=data.items)
             if len(fva.waterfall):
@@ -267,8 +298,8 @@ def publish(port: WorkbookPort, *, now: _dt.datetime | None = None, client: Any 
         raise InputError(f"The Plan table lacks the columns {', '.join(missing)}.",
                          [Problem("Plan", f"columns {', '.join(missing)} missing", "press Refresh Plan to rewrite it",
                                   code="E101")], code="E101")
-    effects = tables.get("OverrideEffects", (None, 0))[0]
-    sheet = snapshot_sheet(name, f"Plancell plan snapshot {month} v{version}", tag, items, plan_df, policy, effects)
+    overrides = tables.get("Overrides", (None, 0))[0]
+    sheet = snapshot_sheet(name, f"Plancell plan snapshot {month} v{version}", tag, items, plan_df, policy, overrides)
     port.write_sheet(sheet, after=port.sheet_names()[-1])
     port.save()
     return name

@@ -395,10 +395,20 @@ def plan_sheet(plan: pd.DataFrame, metadata: Mapping[str, Any], *, policy: pd.Da
         # after P10/P50/P90 (which now follow the consensus) so the planner's layout stays put
         from .sop import consensus_columns
 
-        cons_cols = [c for c in consensus_columns(plan) if c in plan.columns] + ["Locked"]
+        cons_cols = [c for c in consensus_columns(plan) if c in plan.columns]
+        if "Locked" in plan.columns and plan["Locked"].astype(bool).any():
+            cons_cols.append("Locked")
+        cons = plan[cons_cols].reset_index(drop=True).set_axis(plan_df.index)
+        # A layer's cell is blank where that layer left the forecast as it was: the planner sees
+        # at a glance who changed what (and a big plan writes a third of the cells).
+        before = cons["Statistical"]
+        for c in cons_cols[1:]:
+            if c.endswith(" layer"):
+                after = cons[c]
+                cons[c] = after.where(after != before)
+                before = after
         at = 6 + len(more)
-        plan_df = pd.concat([plan_df.iloc[:, :at], plan[cons_cols].reset_index(drop=True).set_axis(plan_df.index),
-                             plan_df.iloc[:, at:]], axis=1)
+        plan_df = pd.concat([plan_df.iloc[:, :at], cons, plan_df.iloc[:, at:]], axis=1)
     n_series = int(plan_df[["SKU", "Location"]].drop_duplicates().shape[0])
     blocks: list[Any] = [Title(title), provenance(metadata, n_series, extra=extra), Note(_PLAN_NOTE)]
     if policy is not None:
@@ -528,16 +538,16 @@ def snapshot_name(when: Any, version: int) -> tuple[str, str]:
 
 def snapshot_sheet(name: str, title: str, tag: str, provenance_items: Sequence[tuple[str, Any]],
                    plan: pd.DataFrame, policy: pd.DataFrame | None = None,
-                   effects: pd.DataFrame | None = None) -> Sheet:
+                   overrides: pd.DataFrame | None = None) -> Sheet:
     """A published plan: values only, frozen, with its provenance (tables ``Plan_<tag>``,
-    ``Policy_<tag>`` and, when overrides were applied, ``Overrides_<tag>``: the cells each
-    override changed, for forecast value added by reason; sheet headers as on the Plan sheet)."""
+    ``Policy_<tag>`` and, when the plan had overrides, ``Overrides_<tag>``: the Overrides table
+    as it was, from which value added by reason recomputes the cells each row changed; sheet headers as on the Plan sheet)."""
     blocks: list[Any] = [Title(title), Pairs([(k, _text(v)) for k, v in provenance_items]),
                          Note("Published snapshot: values only, frozen at publication. It needs no add-in and is "
                               "not changed by later refreshes.")]
     if policy is not None:
         blocks += [Title("Inventory policy"), TableBlock(f"Policy_{tag}", policy, freeze=True)]
     blocks += [Title("Forecast"), TableBlock(f"Plan_{tag}", plan, freeze=policy is None)]
-    if effects is not None and len(effects):
-        blocks += [Title("Overrides applied (cells changed)"), TableBlock(f"Overrides_{tag}", effects)]
+    if overrides is not None and len(overrides):
+        blocks += [Title("Overrides (as published)"), TableBlock(f"Overrides_{tag}", overrides)]
     return Sheet(name, blocks, widths={0: 18, 1: 28})

@@ -248,6 +248,9 @@ def _suggest(value: str, known: Sequence[str]) -> str:
 
 def _pct(v: Any) -> tuple[float | None, bool]:
     """A percent cell as a fraction, and whether it was a plain number above 100 %."""
+    if isinstance(v, str):
+        # "'+10%": text Plancell wrote neutralised against formula injection (a published snapshot)
+        v = v.strip().removeprefix("'")
     if isinstance(v, str) and v.strip().endswith("%"):
         x = _number(v.strip()[:-1].strip())
         return (None if x is None else x / 100.0), False

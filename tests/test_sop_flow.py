@@ -109,7 +109,7 @@ def test_publish_keeps_the_layers_and_the_next_refresh_scores_it(month: dict[str
     snap = next(n for n in tables if n.startswith("Plan_") and n != "Plan_2024_11_v1")
     rows = _table(book, snap)
     assert {"Statistical", "Marketing layer", "Consensus"} <= set(rows[0])
-    assert any(n.startswith("Overrides_") for n in tables)       # the cells each override changed
+    assert any(n.startswith("Overrides_") for n in tables)       # the Overrides table as published
     refresh(FileBook(book), model_params={"n_estimators": ROUNDS})
     wb = openpyxl.load_workbook(book)
     assert {"FVA", "Plan changes", "Finance"} <= set(wb.sheetnames)
@@ -149,3 +149,31 @@ def test_scenarios_are_shown_in_money(demo: Path, tmp_path: Path, monkeypatch: p
     late = next(v for k, v in money.items() if "days late" in k)
     assert late["Revenue lost (scenario)"] > late["Revenue lost (baseline)"] >= 0
     assert late["Revenue at risk"] == pytest.approx(late["Revenue lost (scenario)"] - late["Revenue lost (baseline)"])
+
+
+def test_value_added_by_reason_recomputes_the_cells_from_the_published_overrides(
+        month: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A snapshot keeps the Overrides table, not every cell it changed: re-applying it to the
+    snapshot's statistical forecast gives back exactly the cells the refresh changed."""
+    from types import SimpleNamespace
+
+    from addin.actions import _published_effects, _published_plan
+
+    monkeypatch.setenv("PLANCELL_HOME", str(tmp_path_factory.getbasetemp() / "plancell-home"))
+    book = tmp_path / "sop.xlsx"
+    shutil.copy(month["book"], book)
+    name = publish(FileBook(book))
+    tables = FileBook(book).tables()
+    tag = name.replace("Plan ", "").replace("-", "_").replace(" ", "_")
+    plan = _published_plan(tables[f"Plan_{tag}"][0])
+    items = tables["Items"][0]
+    notes: list[str] = []
+    got = _published_effects(plan, tables[f"Overrides_{tag}"], SimpleNamespace(freq="W", items=items), notes, name)
+    want = month["out"]["result"].consensus.effects
+    assert notes == [] and got is not None and len(got) == len(want) > 0
+    key = ["SKU", "Location", "Layer", "Reason"]   # Row: the row of the snapshot's own Overrides table
+    g = got.sort_values(key + ["Period"]).reset_index(drop=True)
+    w = want.sort_values(key + ["Period"]).reset_index(drop=True)
+    assert g[key].astype(str).equals(w[key].astype(str))
+    assert g["After"].to_numpy() == pytest.approx(w["After"].to_numpy(), rel=1e-9)
