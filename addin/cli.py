@@ -237,7 +237,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             accuracy=result.accuracy, metadata=result.metadata, summary=result.backtest.overall,
             policy=result.policy, purchases=result.purchases, budget=args.budget,
             history=data.sales[data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]],
-            extra_sheets=[_what_if_sheet(items), _published_last_month(result)],
+            extra_sheets=[_what_if_sheet(items), _published_last_month(result),
+                          *_sop_demo_sheets(result, data, sales, items)],
             settings=_demo_settings(freq, horizon, args.windows),
         )
         # The S&OE buttons on the file just written, exactly as Check Execution / Run Scenario would.
@@ -270,7 +271,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"  model saved       {meta.get('model_name')} v{meta.get('model_version')} in {store.root}",
         f"  elapsed           {elapsed:.1f} s",
         "Open it in Excel: sheets Plan (inventory policy + forecast), Accuracy, Alerts, Purchases, Charts, "
-        "Scenario, Sales, Drivers, Items, What-if.",
+        "Scenario, FVA, Finance, Sales, Drivers, Items, What-if, Overrides.",
     ]
     print("\n".join(lines))
     return _EXIT_OK
@@ -300,6 +301,36 @@ def _published_last_month(result: Any) -> Any:
              ("Published at", str(pd_date(cutoff))),
              ("Note", "demo: the plan as forecast at this cut-off (the last backtest window), for Check Execution")]
     return snapshot_sheet(name, f"Plancell plan snapshot {cutoff:%Y-%m} v1", tag, items, plan)
+
+
+def _sop_demo_sheets(result: Any, data: Any, sales: Any, items: Any) -> list[Any]:
+    """The demo's S&OP sheets: forecast value added of the plan published at the cut-off
+    (seasonal naive vs the statistical forecast, on the periods that have happened since), the
+    financial view of the current plan, and an empty Overrides table to start from."""
+    import pandas as pd
+
+    from engine.finance import financial_view, prices_from_sales
+    from engine.fva import PlanVersion, forecast_value_added
+
+    from .actions import _published_plan
+    from .sop import finance_sheet, fva_sheet
+    from .templates import TEMPLATE_TABLES
+
+    snap = _published_last_month(result)
+    name = snap.name
+    plan = next(b.frame for b in snap.blocks if getattr(b, "name", "").startswith("Plan_"))
+    history = data.sales[data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]]
+    fva = forecast_value_added([PlanVersion(name, _published_plan(plan))], history, freq=data.freq, items=data.items)
+    view = financial_view(result.plan, items=data.items, prices=prices_from_sales(data.sales), policy=result.policy)
+    headers = [h for h, _, _ in TEMPLATE_TABLES["Overrides"][1]]
+    from .sheets import Note, Sheet, TableBlock, Title
+
+    overrides = Sheet("Overrides", [Title("Overrides (S&OP)"),
+                                    Note("Sales, Marketing, Finance and the consensus meeting enter their changes "
+                                         "here (one row each); Refresh Plan applies them on top of the statistical "
+                                         "forecast. See the notes in the Plancell Planner template."),
+                                    TableBlock("Overrides", pd.DataFrame(columns=headers))])
+    return [fva_sheet(fva), finance_sheet(view), overrides]
 
 
 def _demo_settings(freq: str, horizon: int, windows: int) -> Any:
@@ -511,7 +542,8 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
         f"  WAPE              model {_pct(model['wape'])} vs seasonal naive {_pct(naive['wape'])}",
         f"  inventory         {_inventory_line(result.policy, result.purchases)}",
         f"  elapsed           {time.perf_counter() - tic:.1f} s",
-        "Sheets written: Plan (inventory policy + forecast), Accuracy, Purchases; everything else kept.",
+        "Sheets written: Plan (inventory policy + forecast), Accuracy, Purchases, Charts, Data quality, and the "
+        "S&OP sheets that apply (Overrides log, FVA, Plan changes, Finance); everything else kept.",
     ]))
     return _EXIT_OK
 

@@ -71,6 +71,22 @@ TEMPLATE_TABLES: dict[str, tuple[str, list[tuple[str, str, dict[str, Any] | None
         ("PromisedDate", "Promised date.", _DATE), ("PromisedQty", "Promised units.", _NONNEG),
         ("DeliveredDate", "Actual delivery date.", _DATE), ("DeliveredQty", "Delivered units.", _NONNEG),
     ]),
+    "Overrides": ("Overrides", [
+        ("SKU", "The SKU to change; blank when the row changes a whole Category.", None),
+        ("Category", "The Items category to change (instead of a SKU); split down in proportion to the forecast.",
+         None),
+        ("Location", "Blank = every location.", None),
+        ("From", "First period changed (blank: the start of the horizon).", _DATE),
+        ("To", "Last period changed (blank: the end of the horizon).", _DATE),
+        ("Qty", "New forecast in units per period for the whole target (or use Pct).", _NONNEG),
+        ("Pct", "Change in percent, e.g. +10% or -5% (or use Qty).", None),
+        ("Layer", "Sales, Marketing, Finance or Consensus: applied in this order, each on the one before.",
+         {"validate": "list", "source": ["Sales", "Marketing", "Finance", "Consensus"]}),
+        ("Reason", "Why (promotion, new listing, price rise ...): the FVA sheet reports value added by reason.",
+         None),
+        ("Author", "Who made the change.", None),
+        ("Locked", "TRUE: keep this Qty whatever later layers or the next refresh do.", _BOOL),
+    ]),
     "Scenario": ("What-if", [
         ("Scenario", "Name of the scenario; rows with the same name form one scenario.", None),
         ("Type", "Supplier delay, Demand change, Driver, Service level or Lead time.",
@@ -108,6 +124,8 @@ _START = [
     "3. Check Settings, then press Plancell > Refresh Plan (or run: plancell refresh \"this file.xlsx\").",
     "4. Read the Plan, Accuracy and Purchases sheets; publish with Plancell > Publish Snapshot.",
     "5. Weekly (S&OE): update Sales, Items stock and Open orders, then Plancell > Check Execution.",
+    "6. Monthly (S&OP): sales, marketing and finance enter their changes in the Overrides table; Refresh Plan "
+    "shows statistical, each layer and the consensus side by side, and the FVA sheet shows which changes helped.",
     "Cells can ask the plan directly: =FORECAST_SKU(\"SKU-001\", 12), =SAFETY_STOCK(\"SKU-001\"), "
     "=REORDER_POINT(...), =ORDER_QTY(...), =FORECAST_DRIVERS(...), =SKU_CLASS(...), =PLAN_INFO().",
     "Tables are found by name (Table Design > Table Name), not by sheet: you can move them anywhere.",

@@ -91,8 +91,11 @@ class XlsxWriterSink:
         name = self.ws.get_name()
         x = [name, first, chart.x, last, chart.x]
         ch = self.wb.add_chart({"type": "line"})
-        for col, label, line in ((chart.lo, "P10", {"color": "#5B9BD5", "dash_type": "dash", "width": 1}),
-                                 (chart.hi, "P90", {"color": "#5B9BD5", "dash_type": "dash", "width": 1}),
+        # The dashed lines are named by their header cell, as the openpyxl writer does: P10 / P90
+        # on a forecast chart, the reference steps on the FVA chart.
+        header = lambda col: [name, first - 1, col]  # noqa: E731
+        for col, label, line in ((chart.lo, header(chart.lo), {"color": "#5B9BD5", "dash_type": "dash", "width": 1}),
+                                 (chart.hi, header(chart.hi), {"color": "#5B9BD5", "dash_type": "dash", "width": 1}),
                                  *((c, lab, {"color": ("#404040", "#C00000")[k % 2], "width": 2})
                                    for k, (c, lab) in enumerate(chart.lines))):
             ch.add_series({"name": label, "categories": x, "values": [name, first, col, last, col], "line": line,

@@ -42,6 +42,8 @@ def _table(path: Path, name: str) -> list[dict[str, Any]]:
 
 def _with_overrides(src: Path, dst: Path, rows: list[list[Any]]) -> Path:
     wb = openpyxl.load_workbook(src)
+    if "Overrides" in wb.sheetnames:   # the demo ships an empty Overrides table: fill in ours instead
+        del wb["Overrides"]
     ws = wb.create_sheet("Overrides")
     header = ["SKU", "Location", "From", "To", "Pct", "Qty", "Layer", "Reason", "Author"]
     ws.append(header)
