@@ -14,6 +14,7 @@ refreshed live workbook show the same cells.
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import os
 import warnings
@@ -74,19 +75,16 @@ class OpenpyxlSink:
                        "note": Font(italic=True, color="595959")}
 
     def cell(self, row: int, col: int, value: Any, kind: str | None = None, style: str | None = None) -> None:
-        import datetime as _dt
-
         if value is None:
             return
-        c = self.ws.cell(row + 1, col + 1)
-        c.value = value
+        c = self.ws.cell(row + 1, col + 1, value)
         if isinstance(value, str):
             c.data_type = "s"  # never a formula, whatever the text starts with
-        if isinstance(value, _dt.datetime) and kind is None:
+        elif kind is None and isinstance(value, _dt.datetime):
             kind = "date"
         if kind:
             c.number_format = FORMATS[kind]
-        if style in self._fonts:
+        if style is not None and style in self._fonts:
             c.font = self._fonts[style]
 
     def table(self, name: str, top: int, left: int, bottom: int, right: int, headers: list[str],
