@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 
 from engine.errors import InputError, PlancellError, Problem
+from engine.schema import INPUT_TABLES, PLAN_TABLES
 
 from .port import WorkbookPort
 from .sheets import (
@@ -94,7 +95,7 @@ def refresh(port: WorkbookPort, *, progress: Callable[[Any], None] | None = None
     srv = _server(settings, client)
     if srv is not None:
         rounds = (model_params or {}).get("n_estimators")
-        done = _on_server("refresh", port, srv, _pick(tables, _CONTRACT), progress=progress, rounds=rounds)
+        done = _on_server("refresh", port, srv, _pick(tables, PLAN_TABLES), progress=progress, rounds=rounds)
         s = done["summary"]
         return {"model": s.get("model"), "version": s.get("version"), "result": None, "server": srv.url,
                 "summary": s, "warnings": list(s.get("warnings") or []) + list(settings.warnings)}
@@ -179,15 +180,6 @@ def _snapshots(port: WorkbookPort, tables: dict[str, tuple[pd.DataFrame, int]]) 
     return out
 
 
-def _published_plan(df: pd.DataFrame) -> pd.DataFrame:
-    """A snapshot's plan table as the S&OP engine reads it; snapshots published before the
-    consensus columns existed hold one forecast, which was both statistical and final."""
-    p = df.rename(columns={"Date": "Period"})
-    if "Consensus" not in p.columns and "P50" in p.columns:
-        p = p.assign(Statistical=p["P50"], Consensus=p["P50"])
-    return p
-
-
 def _published_effects(plan: pd.DataFrame, overrides: tuple[pd.DataFrame, int] | None, data: Any,
                        notes: list[str], sheet: str) -> pd.DataFrame | None:
     """The cells each override of a published version changed, recomputed from the Overrides
@@ -219,7 +211,7 @@ def _sop_sheets(port: WorkbookPort, tables: dict[str, tuple[pd.DataFrame, int]],
     money view (Finance). Returns notes for the caller (never fails the refresh)."""
     from engine.compare import compare_plans
     from engine.finance import financial_view, prices_from_sales
-    from engine.fva import PlanVersion, forecast_value_added
+    from engine.fva import PlanVersion, forecast_value_added, published_plan
 
     from .sop import comparison_sheet, finance_sheet, fva_sheet
 
@@ -229,7 +221,7 @@ def _sop_sheets(port: WorkbookPort, tables: dict[str, tuple[pd.DataFrame, int]],
     if snaps:
         versions = []
         for sheet, tag in snaps:
-            plan_v = _published_plan(tables[f"Plan_{tag}"][0])
+            plan_v = published_plan(tables[f"Plan_{tag}"][0])
             versions.append(PlanVersion(sheet, plan_v, _published_effects(plan_v, tables.get(f"Overrides_{tag}"),
                                                                           data, notes, sheet)))
         try:
@@ -241,11 +233,10 @@ def _sop_sheets(port: WorkbookPort, tables: dict[str, tuple[pd.DataFrame, int]],
                 notes.append("FVA: no published plan has actuals yet")
         except InputError as exc:
             notes.append(f"FVA not written: {exc.one_line()}")
-        sheet, tag = snaps[-1]
         try:
-            cmp = compare_plans(_published_plan(tables[f"Plan_{tag}"][0]), result.plan, items=data.items,
+            cmp = compare_plans(versions[-1].plan, result.plan, items=data.items,
                                 actuals=history, current_meta=result.metadata)
-            out = comparison_sheet(cmp, previous=sheet)
+            out = comparison_sheet(cmp, previous=versions[-1].name)
             port.write_sheet(out, after=last)
             last = out.name
         except InputError as exc:
@@ -416,7 +407,7 @@ def check(port: WorkbookPort, *, store: Any = None, now: _dt.datetime | None = N
 
     srv = _server(read_plan_settings(port.tables()), client)
     if srv is not None:
-        s = _on_server("check", port, srv, _pick(port.tables(), _EXECUTION))["summary"]
+        s = _on_server("check", port, srv, _pick(port.tables(), INPUT_TABLES))["summary"]
         return {"alerts": pd.DataFrame(s["alerts"]), "purchases": pd.DataFrame(s["purchases"]),
                 "kpis": pd.DataFrame(s["kpis"]), "compared_with": s["compared_with"], "server": srv.url}
     port.status("Plancell: checking execution ...")
@@ -466,7 +457,7 @@ def scenario(port: WorkbookPort, *, store: Any = None, paths: int = 1000, seed: 
 
     srv = _server(read_plan_settings(port.tables()), client)
     if srv is not None and "Scenario" in port.tables():
-        s = _on_server("scenario", port, srv, _pick(port.tables(), _EXECUTION), paths=paths, seed=seed)["summary"]
+        s = _on_server("scenario", port, srv, _pick(port.tables(), INPUT_TABLES), paths=paths, seed=seed)["summary"]
         return {"summary": pd.DataFrame(s["summary"]), "mitigations": pd.DataFrame(s["mitigations"]),
                 "server": srv.url}
 
@@ -514,9 +505,6 @@ def scenario(port: WorkbookPort, *, store: Any = None, paths: int = 1000, seed: 
 
 # --------------------------------------------------------------------------- on the calculation server
 
-_CONTRACT = ("Sales", "Drivers", "Items", "Settings")
-#: Tables Check Execution and Run Scenario read (plus published snapshots' plan tables).
-_EXECUTION = _CONTRACT + ("OpenOrders", "Deliveries", "Scenario")
 _SNAPSHOT_TABLE = re.compile(r"^Plan_\d{4}_\d{2}_v\d+$")
 
 

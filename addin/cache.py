@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from engine.errors import InputError, Problem
 
-__all__ = ["PlanEntry", "plan_for", "remote_plan_for", "clear", "CHECK_EVERY_S"]
+__all__ = ["PlanEntry", "plan_for", "remote_plan_for", "latest_model", "clear", "CHECK_EVERY_S"]
 
 _log = logging.getLogger(__name__)
 
@@ -112,13 +112,18 @@ def default_model(store: Any) -> str:
     env = os.environ.get("PLANCELL_MODEL")
     if env:
         return env
-    names = store.names()
-    if not names:
+    latest = latest_model(store)
+    if latest is None:
         raise InputError("No trained plan yet. Fix: press Refresh Plan (or run plancell refresh) first.",
                          [Problem("Settings", "no model in the store", "refresh the plan", code="E201")],
                          code="E201")
-    latest = max(names, key=lambda n: _stamp(store, n))
     return latest
+
+
+def latest_model(store: Any) -> str | None:
+    """The store's most recently saved model (by its ``LATEST`` pointer), None if it has none."""
+    names = store.names()
+    return max(names, key=lambda n: _stamp(store, n)) if names else None
 
 
 def _stamp(store: Any, safe_name: str) -> float:

@@ -310,9 +310,8 @@ def _sop_demo_sheets(result: Any, data: Any, sales: Any, items: Any) -> list[Any
     import pandas as pd
 
     from engine.finance import financial_view, prices_from_sales
-    from engine.fva import PlanVersion, forecast_value_added
+    from engine.fva import PlanVersion, forecast_value_added, published_plan
 
-    from .actions import _published_plan
     from .sop import finance_sheet, fva_sheet
     from .templates import TEMPLATE_TABLES
 
@@ -320,7 +319,7 @@ def _sop_demo_sheets(result: Any, data: Any, sales: Any, items: Any) -> list[Any
     name = snap.name
     plan = next(b.frame for b in snap.blocks if getattr(b, "name", "").startswith("Plan_"))
     history = data.sales[data.sales["Qty"].notna()][["SKU", "Location", "Date", "Qty"]]
-    fva = forecast_value_added([PlanVersion(name, _published_plan(plan))], history, freq=data.freq, items=data.items)
+    fva = forecast_value_added([PlanVersion(name, published_plan(plan))], history, freq=data.freq, items=data.items)
     view = financial_view(result.plan, items=data.items, prices=prices_from_sales(data.sales), policy=result.policy)
     headers = [h for h, _, _ in TEMPLATE_TABLES["Overrides"][1]]
     from .sheets import Note, Sheet, TableBlock, Title

@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol
 import pandas as pd
 
 from engine.errors import InputError, Problem, TransientError
+from engine.schema import INPUT_TABLES as _INPUT_TABLES
 
 from .files import commit_file, temp_path
 from .sheets import FORMATS, Sheet, render
@@ -48,7 +49,7 @@ class WorkbookPort(Protocol):
 
 
 #: Tables the planner owns; an output sheet is never written over a sheet holding one.
-INPUT_TABLES = frozenset({"Sales", "Drivers", "Items", "Settings", "OpenOrders", "Deliveries", "Scenario"})
+INPUT_TABLES = frozenset(_INPUT_TABLES)
 
 
 def _refuse_input_tables(sheet: Sheet, present: list[str]) -> None:

@@ -54,6 +54,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import __version__
 from engine.errors import InputError, PlancellBug, PlancellError, Problem, TransientError
+from engine.schema import PLAN_TABLES
 
 from .server_db import FINISHED_STATES, Database
 
@@ -65,7 +66,7 @@ _log = logging.getLogger(__name__)
 DEFAULT_PORT = 8765
 DEFAULT_MAX_BODY = 50 * 1024 * 1024
 #: Tables a training request may carry (the data contract's input tables).
-CONTRACT_TABLES = ("Sales", "Drivers", "Items", "Settings")
+CONTRACT_TABLES = PLAN_TABLES
 #: An uploaded .xlsx may expand to at most this many times the body limit (zip bombs).
 _MAX_EXPANSION = 20
 _MIN_TOKEN_CHARS = 16
@@ -924,18 +925,13 @@ def _order_now(row: dict[str, Any]) -> float:
 
 
 def _latest_model(store: Any) -> str:
-    names = store.names()
-    if not names:
+    from .cache import latest_model
+
+    name = latest_model(store)
+    if name is None:
         raise InputError("No trained model in this workspace yet. Fix: start a training job "
                          "(POST /v1/jobs/train) first.", code="E201")
-
-    def stamp(n: str) -> float:
-        try:
-            return (Path(store.root) / n / "LATEST").stat().st_mtime
-        except OSError:
-            return 0.0
-
-    return max(names, key=stamp)
+    return name
 
 
 def _encoded(entry: Any, key: tuple[str, str], n: int) -> bytes:
@@ -1364,9 +1360,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         """Forecast value added: every published version of ``model`` whose periods now have
         actuals, scored step by step (seasonal naive, statistical, each override layer, the
         final plan) by category and layer; the sentences the S&OP meeting reads."""
-        from engine.fva import PlanVersion, forecast_value_added
-
-        from .actions import _published_plan
+        from engine.fva import PlanVersion, forecast_value_added, published_plan
 
         listed = db.plans(ws.name, body.model)
         if not listed:
@@ -1376,7 +1370,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         for p in sorted(listed, key=lambda p: p["version"]):
             got = db.plan(ws.name, body.model, p["version"])
             freq = freq or (got["provenance"] or {}).get("freq")
-            versions.append(PlanVersion(f"{body.model} v{p['version']}", _published_plan(pd.DataFrame(got["rows"]))))
+            versions.append(PlanVersion(f"{body.model} v{p['version']}", published_plan(pd.DataFrame(got["rows"]))))
         actuals = pd.DataFrame(body.actuals)
         missing = [c for c in ("SKU", "Date", "Qty") if c not in actuals.columns]
         if missing:

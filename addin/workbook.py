@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from engine.errors import InputError, Problem, TransientError
+from engine.schema import INPUT_TABLES
 
 from .files import commit_file, temp_path
 from .sheets import (
@@ -279,7 +280,7 @@ def read_tables(path: str | os.PathLike[str], *, guard: bool = True) -> dict[str
 
 
 #: The tables of the data contract: found whatever the case of their name, like Excel does.
-_CONTRACT_TABLES = ("Sales", "Drivers", "Items", "Settings", "OpenOrders", "Deliveries", "Scenario")
+_CONTRACT_TABLES = INPUT_TABLES
 _CONTRACT_FOLDED = {t.casefold(): t for t in _CONTRACT_TABLES}
 #: Hidden rows listed per table before the rest are only counted.
 _MAX_NOTED_ROWS = 1000

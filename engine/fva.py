@@ -42,7 +42,7 @@ from .frequency import normalize_freq, season_length
 from .overrides import CONSENSUS, LAYERS, STATISTICAL, _categories, layer_column
 from .projection import _period_index
 
-__all__ = ["PlanVersion", "FVAResult", "NAIVE", "forecast_value_added", "fva_steps", "TOLERANCE"]
+__all__ = ["PlanVersion", "FVAResult", "NAIVE", "forecast_value_added", "fva_steps", "published_plan", "TOLERANCE"]
 
 _log = logging.getLogger(__name__)
 
@@ -99,6 +99,16 @@ def _verdict(fva: float) -> str:
     if abs(fva) < TOLERANCE:
         return "no difference"
     return "value added" if fva > 0 else "value destroyed"
+
+
+def published_plan(table: pd.DataFrame) -> pd.DataFrame:
+    """A published plan table (a snapshot sheet's or the server's rows) as a version's plan:
+    ``Date`` read as ``Period``; a plan published without override layers held one forecast,
+    which was both the statistical and the final one."""
+    p = table.rename(columns={S.DATE: "Period"})
+    if CONSENSUS not in p.columns and "P50" in p.columns:
+        p = p.assign(**{STATISTICAL: p["P50"], CONSENSUS: p["P50"]})
+    return p
 
 
 def _norm_plan(plan: pd.DataFrame, name: str) -> pd.DataFrame:

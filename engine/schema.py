@@ -9,8 +9,13 @@ from __future__ import annotations
 __all__ = [
     "quantile_column",
     "DATE", "SKU", "LOCATION", "QTY", "PRICE", "PROMO", "ONHAND", "CATEGORY",
-    "KEYS", "SALES_REQUIRED", "SALES_OPTIONAL", "ITEMS_OPTIONAL", "NO_LOCATION",
+    "KEYS", "SALES_REQUIRED", "SALES_OPTIONAL", "ITEMS_OPTIONAL", "NO_LOCATION", "PLAN_TABLES", "INPUT_TABLES",
 ]
+
+#: The tables a plan is trained from (DESIGN.md, "Data contract").
+PLAN_TABLES: tuple[str, ...] = ("Sales", "Drivers", "Items", "Settings")
+#: Every table the planner keeps in a workbook for Plancell to read (S&OE and scenarios too).
+INPUT_TABLES: tuple[str, ...] = PLAN_TABLES + ("OpenOrders", "Deliveries", "Scenario")
 
 DATE = "Date"
 SKU = "SKU"

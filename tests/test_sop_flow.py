@@ -160,7 +160,8 @@ def test_value_added_by_reason_recomputes_the_cells_from_the_published_overrides
     snapshot's statistical forecast gives back exactly the cells the refresh changed."""
     from types import SimpleNamespace
 
-    from addin.actions import _published_effects, _published_plan
+    from addin.actions import _published_effects
+    from engine.fva import published_plan
 
     monkeypatch.setenv("PLANCELL_HOME", str(tmp_path_factory.getbasetemp() / "plancell-home"))
     book = tmp_path / "sop.xlsx"
@@ -168,7 +169,7 @@ def test_value_added_by_reason_recomputes_the_cells_from_the_published_overrides
     name = publish(FileBook(book))
     tables = FileBook(book).tables()
     tag = name.replace("Plan ", "").replace("-", "_").replace(" ", "_")
-    plan = _published_plan(tables[f"Plan_{tag}"][0])
+    plan = published_plan(tables[f"Plan_{tag}"][0])
     items = tables["Items"][0]
     notes: list[str] = []
     got = _published_effects(plan, tables[f"Overrides_{tag}"], SimpleNamespace(freq="W", items=items), notes, name)
