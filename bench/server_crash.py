@@ -32,31 +32,11 @@ from typing import Any
 
 import httpx
 
-from .server_load import REPO, RESULTS, TOKEN, _free_port, _tables, _train, _wait
+from .server_load import REPO, RESULTS, TOKEN, _free_port, _start_server, _tables, _train, _wait
 
 __all__ = ["run_trials", "main"]
 
 _WORKSPACE = "default"   # the workspace of PLANCELL_TOKEN
-
-
-def _serve(home: str, port: int, db_url: str | None) -> Any:
-    import subprocess
-
-    env = {**os.environ, "PLANCELL_TOKEN": TOKEN, "PLANCELL_HOME": home}
-    cmd = [sys.executable, "-m", "addin.cli", "serve", "--port", str(port)] + (["--db", db_url] if db_url else [])
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited at start")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the server did not start in 120 s")
 
 
 def _verify(db_url: str, model: str, expected_rows: list[dict[str, Any]], acked: int,
@@ -93,7 +73,7 @@ def run_trials(trials: int, *, skus: int = 300, db_url: str | None = None, seed:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    proc = _serve(home, port, db_url)
+    proc = _start_server(home, port, db_url)
     with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
         job = _wait(http, _train(http, _tables(skus, seed), 5, "crash.xlsx"))
         if job["state"] != "succeeded":
@@ -108,7 +88,7 @@ def run_trials(trials: int, *, skus: int = 300, db_url: str | None = None, seed:
     passed, failures, kill_times = 0, [], []
     for trial in range(trials):
         if trial:
-            proc = _serve(home, port, db_url)
+            proc = _start_server(home, port, db_url)
             # load the plan first, so the kill lands in publishing rather than in the first load
             httpx.get(f"{url}/v1/models/crash", headers=headers, timeout=120).raise_for_status()
         stop = threading.Event()

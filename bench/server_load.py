@@ -60,10 +60,11 @@ def _tables(skus: int, seed: int) -> dict[str, Any]:
             "Settings": [{"Key": "Horizon", "Value": 12}, {"Key": "Windows", "Value": 2}]}
 
 
-def _start_server(home: str, port: int) -> subprocess.Popen[bytes]:
+def _start_server(home: str, port: int, db_url: str | None = None) -> subprocess.Popen[bytes]:
+    """``plancell serve`` on loopback (its own PLANCELL_HOME, ``--db`` if given), once /healthz answers."""
     env = {**os.environ, "PLANCELL_TOKEN": TOKEN, "PLANCELL_HOME": home}
-    proc = subprocess.Popen([sys.executable, "-m", "addin.cli", "serve", "--port", str(port)], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "addin.cli", "serve", "--port", str(port)] + (["--db", db_url] if db_url else [])
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
