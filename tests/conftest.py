@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pandas as pd
 import pytest
 
@@ -34,3 +37,21 @@ def weekly_data(weekly_panel):
 @pytest.fixture(scope="session")
 def weekly_model(weekly_data):
     return DemandForecaster(horizon=12, random_state=0).fit(weekly_data)
+
+
+def with_setting(src: Path, dst: Path, key: str, value: Any) -> Path:
+    """A copy of workbook ``src`` at ``dst`` whose Settings table gains the row ``key`` = ``value``."""
+    import openpyxl
+
+    wb = openpyxl.load_workbook(src)
+    for ws in wb.worksheets:
+        if "Settings" in ws.tables:
+            table = ws.tables["Settings"]
+            top, bottom = table.ref.split(":")
+            last = ws[bottom].row
+            ws.cell(last + 1, ws[top].column, key)
+            ws.cell(last + 1, ws[top].column + 1, value)
+            table.ref = f"{top}:{ws.cell(last + 1, ws[bottom].column).coordinate}"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(dst)
+    return dst

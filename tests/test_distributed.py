@@ -27,7 +27,7 @@ from engine.errors import InputError, TransientError
 from engine.model import DemandForecaster
 from engine.synthetic import generate_panel
 
-from .conftest import with_plan_rows
+from .conftest import with_plan_rows, with_setting
 
 KEYS = ["SKU", "Location", "Date"]
 PARAMS = {"n_estimators": 60, "horizon": 8, "random_state": 0}
@@ -210,22 +210,6 @@ def small_book(tmp_path_factory) -> Path:
     return out / "plancell-demo.xlsx"
 
 
-def _add_setting(src: Path, dst: Path, key: str, value: str) -> Path:
-    import openpyxl
-
-    wb = openpyxl.load_workbook(src)
-    for ws in wb.worksheets:
-        if "Settings" in ws.tables:
-            table = ws.tables["Settings"]
-            top, bottom = table.ref.split(":")
-            last = ws[bottom].row
-            ws.cell(last + 1, ws[top].column, key)
-            ws.cell(last + 1, ws[top].column + 1, value)
-            table.ref = f"{top}:{ws.cell(last + 1, ws[bottom].column).coordinate}"
-    wb.save(dst)
-    return dst
-
-
 def test_settings_cluster_trains_refresh_on_dask_with_the_local_answer(small_book, tmp_path):
     import openpyxl
 
@@ -235,7 +219,7 @@ def test_settings_cluster_trains_refresh_on_dask_with_the_local_answer(small_boo
     local = tmp_path / "local" / "book.xlsx"
     local.parent.mkdir()
     local.write_bytes(small_book.read_bytes())
-    on_dask = _add_setting(small_book, tmp_path / "book.xlsx", "Cluster", "local:1")
+    on_dask = with_setting(small_book, tmp_path / "book.xlsx", "Cluster", "local:1")
     here = refresh(FileBook(local), model_params={"n_estimators": 20})
     there = refresh(FileBook(on_dask), model_params={"n_estimators": 20})
     assert there["result"].backtest.overall["cluster"] == {"workers": 1, "threads": 1}
@@ -257,7 +241,7 @@ def test_serve_dask_trains_the_server_jobs_on_the_cluster(tmp_path):
 
     from addin.server import ServerConfig, create_app, server_config, token_digest
 
-    from .test_server import workbook_tables
+    from .test_server import wait_for, workbook_tables
 
     with pytest.raises(InputError, match="local:none"):
         server_config(dask="local:none", env={"PLANCELL_TOKEN": "t" * 20})
@@ -268,11 +252,6 @@ def test_serve_dask_trains_the_server_jobs_on_the_cluster(tmp_path):
         r = c.post("/v1/jobs/train", json={"book": "shop.xlsx", "tables": workbook_tables(), "rounds": 10},
                    headers=headers)
         assert r.status_code == 202, r.text
-        import time
-
-        deadline = time.monotonic() + 240
-        while (job := c.get(r.json()["url"], headers=headers).json())["state"] in ("queued", "running"):
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        job = wait_for(c, r.json()["id"], token, timeout=240)
     assert job["state"] == "succeeded", job
     assert job["summary"]["backtest"]["cluster"] == {"workers": 1, "threads": 1}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -129,7 +128,7 @@ def test_old_finished_jobs_are_pruned_plans_and_running_jobs_stay(db: Database) 
 
 
 def test_the_server_runs_on_postgresql(pg_url: str, tmp_path: Path) -> None:
-    from .test_server import workbook_tables
+    from .test_server import wait_for, workbook_tables
 
     config = ServerConfig(tokens={token_digest(TOKEN): "team"}, data_dir=tmp_path, db_url=pg_url)
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -137,10 +136,7 @@ def test_the_server_runs_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         r = c.post("/v1/jobs/train", json={"book": "pgshop.xlsx", "tables": workbook_tables(), "rounds": 5},
                    headers=headers)
         assert r.status_code == 202, r.text
-        deadline = time.monotonic() + 180
-        while (job := c.get(r.json()["url"], headers=headers).json())["state"] in ("queued", "running"):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        job = wait_for(c, r.json()["id"], TOKEN, timeout=180)
         assert job["state"] == "succeeded", job
         assert any(e["kind"] == "progress" for e in job["events"])
         pub = c.post("/v1/plans/pgshop/publish", json={"note": "monthly"}, headers=headers)

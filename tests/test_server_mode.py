@@ -25,6 +25,8 @@ from addin.client import PlancellClient
 from addin.port import FileBook
 from addin.server import ServerConfig, create_app, token_digest
 
+from .conftest import with_setting
+
 TOKEN = "server-mode-token-0123456789abcdef"
 ROUNDS = 30
 # Provenance lines that are times or say where the work ran; every other cell must be equal.
@@ -61,23 +63,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     thread.join(timeout=30)
 
 
-def _with_server(src: Path, dst: Path, url: str) -> Path:
-    """A copy of the workbook whose Settings table gains the row Server = url."""
-    wb = openpyxl.load_workbook(src)
-    for ws in wb.worksheets:
-        if "Settings" in ws.tables:
-            table = ws.tables["Settings"]
-            top, bottom = table.ref.split(":")
-            last = ws[bottom].row
-            col = ws[top].column
-            ws.cell(last + 1, col, "Server")
-            ws.cell(last + 1, col + 1, url)
-            table.ref = f"{top}:{ws.cell(last + 1, ws[bottom].column).coordinate}"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(dst)
-    return dst
-
-
 def _cells(path: Path, sheet: str) -> list[list[Any]]:
     ws = openpyxl.load_workbook(path)[sheet]
     rows = [[c.value for c in r] for r in ws.iter_rows()]
@@ -91,14 +76,14 @@ def books(demo: Path, server: str, tmp_path_factory: pytest.TempPathFactory) -> 
     local = root / "local" / "plan.xlsx"
     local.parent.mkdir()
     shutil.copy(demo, local)
-    remote = _with_server(demo, root / "server" / "plan.xlsx", server)
+    remote = with_setting(demo, root / "server" / "plan.xlsx", "Server", server)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PLANCELL_HOME", str(tmp_path_factory.getbasetemp() / "plancell-home"))
         mp.setenv("PLANCELL_TOKEN", TOKEN)
         events: list[Any] = []
         out_local = refresh(FileBook(local), model_params={"n_estimators": ROUNDS})
         out_remote = refresh(FileBook(remote), model_params={"n_estimators": ROUNDS}, progress=events.append)
-    assert out_local["server"] if "server" in out_local else True
+    assert "server" not in out_local and out_local["result"] is not None     # ran here
     assert out_remote["server"] == server and out_remote["result"] is None
     assert events, "the server's progress reaches the caller (the status bar)"
     return {"local": local, "remote": remote}
@@ -110,7 +95,11 @@ def test_refresh_on_the_server_writes_the_same_sheets_as_local(books: dict[str, 
     plan = _cells(books["remote"], "Plan")
     assert any(r[0] == "Data fingerprint" and r[1] for r in plan)
     # the planner's own sheets and the Settings row are kept
-    assert "Server" in [c.value for c in openpyxl.load_workbook(books["remote"])["Settings"]["A"]] or True
+    wb = openpyxl.load_workbook(books["remote"])
+    settings = next(ws for ws in wb.worksheets if "Settings" in ws.tables)
+    keys = [r[0].value for r in settings[settings.tables["Settings"].ref]]
+    assert "Server" in keys
+    assert set(openpyxl.load_workbook(books["local"]).sheetnames) <= set(wb.sheetnames)
 
 
 def _caller(name: str) -> Any:
