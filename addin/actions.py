@@ -521,7 +521,7 @@ def _server(settings: Any, client: Any) -> Any:
 
 
 def _pick(tables: dict[str, tuple[pd.DataFrame, int]], names: tuple[str, ...]) -> dict[str, tuple[pd.DataFrame, int]]:
-    return {k: v for k, v in tables.items() if k in names or _SNAPSHOT_TABLE.match(k)}
+    return {k: tables[k] for k in tables if k in names or _SNAPSHOT_TABLE.match(k)}   # the others are never read
 
 
 def _on_server(kind: str, port: WorkbookPort, srv: Any, tables: dict[str, tuple[pd.DataFrame, int]], *,

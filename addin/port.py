@@ -27,6 +27,7 @@ from engine.errors import InputError, Problem, TransientError
 from engine.schema import INPUT_TABLES as _INPUT_TABLES
 
 from .files import commit_file, temp_path
+from .sheetxml import head_rows, load_workbook, save_workbook
 from .sheets import FORMATS, Sheet, render
 
 __all__ = ["WorkbookPort", "FileBook", "XlwingsBook", "OpenpyxlSink"]
@@ -88,6 +89,14 @@ class OpenpyxlSink:
         if style is not None and style in self._fonts:
             c.font = self._fonts[style]
 
+    def rows(self, top: int, columns: list[list[Any]], kinds: list[str | None]) -> None:
+        """A table's data rows, from row ``top`` down: streamed when the book is saved with
+        :func:`addin.sheetxml.save_workbook` (a cell object each would cost ~15 µs a cell)."""
+        from .sheetxml import defer_rows
+
+        defer_rows(self.ws, top + 1, columns, [FORMATS[k] if k else None for k in kinds],
+                   date_format=FORMATS["date"])
+
     def table(self, name: str, top: int, left: int, bottom: int, right: int, headers: list[str],
               kinds: list[str | None]) -> None:
         from openpyxl.utils import get_column_letter
@@ -99,6 +108,11 @@ class OpenpyxlSink:
             c.data_type = "s"
         ref = f"{get_column_letter(left + 1)}{top + 1}:{get_column_letter(right + 1)}{bottom + 1}"
         t = Table(displayName=name, ref=ref)
+        t._initialise_columns()
+        for col, h in zip(t.tableColumns, headers):
+            # named here: openpyxl would otherwise read the header row through ws[ref],
+            # creating a cell object for every cell of the table
+            col.name = h
         t.tableStyleInfo = TableStyleInfo(name="TableStyleMedium2", showRowStripes=True)
         self.ws.add_table(t)
 
@@ -155,8 +169,6 @@ class FileBook:
 
     def _book(self) -> Any:
         if self._wb is None:
-            import openpyxl
-
             from .guard import check_workbook
             from .workbook import read_tables
 
@@ -165,8 +177,9 @@ class FileBook:
             self._tables = read_tables(self.path, guard=False)  # validates the file with a planner-readable error
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._wb = openpyxl.load_workbook(self.path, keep_vba=self.path.suffix.lower() == ".xlsm",
-                                                  keep_links=True)
+                # cells of sheets that can be are kept as raw XML: written back verbatim, or
+                # never parsed at all when the sheet is replaced (addin.sheetxml)
+                self._wb = load_workbook(self.path, keep_vba=self.path.suffix.lower() == ".xlsm", keep_links=True)
         return self._wb
 
     def tables(self) -> dict[str, tuple[pd.DataFrame, int]]:
@@ -186,10 +199,9 @@ class FileBook:
         wb = self._book()
         if sheet not in wb.sheetnames:
             return {}
-        ws = wb[sheet]
         out: dict[str, Any] = {}
-        for row in ws.iter_rows(min_row=1, max_row=max_rows, max_col=2, values_only=True):
-            if row[0] is not None and row[1] is not None:
+        for row in head_rows(wb[sheet], max_rows):
+            if len(row) > 1 and row[0] is not None and row[1] is not None:
                 out.setdefault(str(row[0]), row[1])
         return out
 
@@ -220,7 +232,7 @@ class FileBook:
         target = Path(path) if path is not None else self.path
         tmp = temp_path(target)
         try:
-            wb.save(tmp)
+            save_workbook(wb, tmp)
             try:
                 commit_file(tmp, target)
             except PermissionError as exc:

@@ -180,6 +180,8 @@ class Sink(Protocol):
     def width(self, col: int, width: float) -> None: ...
     def freeze(self, row: int) -> None: ...
     def chart(self, chart: BandChart, *, first: int, last: int, anchor: tuple[int, int]) -> None: ...
+    # Optional: ``rows(top, columns, kinds)`` takes a table's data rows at once (one list of
+    # cell values per column, from row ``top`` down) instead of a ``cell`` call per cell.
 
 
 def _is_missing(value: Any) -> bool:
@@ -321,12 +323,16 @@ def render(sheet: Sheet, sink: Sink, *, first_row: int = 0) -> dict[str, tuple[i
             for c, (_, width) in enumerate(columns):
                 grow(c, width)
             cells = [vals for vals, _ in columns]
-            cell = sink.cell
-            for i, values in enumerate(zip(*cells)):
-                row = top + 1 + i
-                for c, val in enumerate(values):
-                    if val is not None:
-                        cell(row, c, val, kind=kinds[c])
+            bulk = getattr(sink, "rows", None)
+            if bulk is not None:
+                bulk(top + 1, cells, kinds)
+            else:
+                cell = sink.cell
+                for i, values in enumerate(zip(*cells)):
+                    row = top + 1 + i
+                    for c, val in enumerate(values):
+                        if val is not None:
+                            cell(row, c, val, kind=kinds[c])
             bottom = top + max(len(df), 1)  # Excel tables need a data row, even an empty one
             sink.table(block.name, top, 0, bottom, len(headers) - 1, headers, kinds)
             placed[block.name] = (top, bottom)

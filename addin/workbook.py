@@ -11,6 +11,8 @@ Pure Python on files (xlsxwriter to write, openpyxl to read): no xlwings, no Exc
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import io
 import logging
 import os
 import re
@@ -18,18 +20,20 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from engine.errors import InputError, Problem, TransientError
 from engine.schema import INPUT_TABLES
 
 from .files import commit_file, temp_path
+from .sheetxml import load_workbook, raw_sheets
 from .sheets import (
     ACCURACY_HEADERS, FORMATS, PLAN_HEADERS, POLICY_HEADERS, PURCHASE_HEADERS, accuracy_sheet, charts_sheet,
     plan_sheet, purchases_sheet, render, table_sheet,
 )
 
-__all__ = ["write_plan_workbook", "read_tables", "PLAN_HEADERS", "ACCURACY_HEADERS", "POLICY_HEADERS",
+__all__ = ["write_plan_workbook", "read_tables", "Tables", "PLAN_HEADERS", "ACCURACY_HEADERS", "POLICY_HEADERS",
            "PURCHASE_HEADERS", "XlsxWriterSink"]
 
 _log = logging.getLogger(__name__)
@@ -205,7 +209,7 @@ def _unreadable(path: Path, why: str, fix: str, code: str = "E100") -> InputErro
     )
 
 
-def read_tables(path: str | os.PathLike[str], *, guard: bool = True) -> dict[str, tuple[pd.DataFrame, int]]:
+def read_tables(path: str | os.PathLike[str], *, guard: bool = True) -> "Tables":
     """Every Excel Table in the workbook, on any sheet, by table name.
 
     Each value is ``(frame, first_data_row)``: frame row ``i`` is Excel row
@@ -221,8 +225,7 @@ def read_tables(path: str | os.PathLike[str], *, guard: bool = True) -> dict[str
     (:func:`engine.contract.validate`). With ``guard`` (the default) the file is first
     checked by :func:`addin.guard.check_workbook` (size, cells, zip and entity bombs).
     """
-    import openpyxl  # lazy: the CLI's --help should not pay for it
-    from openpyxl.utils.cell import range_boundaries
+    from openpyxl.utils.cell import range_boundaries  # lazy: the CLI's --help should not pay for it
     from openpyxl.utils.exceptions import InvalidFileException
 
     path = Path(path)
@@ -239,8 +242,10 @@ def read_tables(path: str | os.PathLike[str], *, guard: bool = True) -> dict[str
             # openpyxl warns about Excel features it ignores (data validation, slicers...):
             # noise for the planner, irrelevant to the tables.
             warnings.simplefilter("ignore")
-            # Not read_only: tables are only parsed in the normal mode.
-            wb = openpyxl.load_workbook(path, data_only=True)
+            # Not read_only: tables are only parsed in the normal mode. Sheets without the
+            # planner's tables (Plancell's own output, snapshots) keep their cells as raw XML
+            # and their tables are read by python-calamine: a 120,000-row Plan in about a second.
+            wb = load_workbook(path, data_only=True, parse=_holds_planner_table)
     except PermissionError as exc:
         raise TransientError(f"Cannot open {path}: it is locked by another program. Close it and retry.") from exc
     except InvalidFileException as exc:
@@ -252,15 +257,33 @@ def read_tables(path: str | os.PathLike[str], *, guard: bool = True) -> dict[str
                           "open it in Excel, save it as .xlsx (Excel Workbook) and try again") from exc
 
     tables: dict[str, tuple[pd.DataFrame, int]] = {}
+    later: dict[str, Any] = {}
+    order: list[str] = []
     damaged: list[Problem] = []
+    raw = set(raw_sheets(wb))
+    cache: dict[str, list[list[Any]]] = {}
+    calamine: list[Any] = []
+
+    def book() -> Any:
+        if not calamine:
+            from python_calamine import CalamineWorkbook
+
+            calamine.append(CalamineWorkbook.from_filelike(io.BytesIO(content)))
+        return calamine[0]
+
+    content = path.read_bytes() if raw else b""
     try:
         for ws in wb.worksheets:
             for table in ws.tables.values():
                 name = _canonical_table_name(table.displayName or table.name or "")
-                if name in tables:
+                if name in tables or name in later:
                     damaged.append(Problem(name, f"two tables are named {name} (Excel ignores upper/lower case)",
                                            "rename or delete one of them (Table Design > Table Name)",
                                            sheet=ws.title, value=table.displayName or table.name, code="E101"))
+                    continue
+                order.append(name)
+                if ws.title in raw:
+                    later[name] = functools.partial(_read_raw_table, book, ws, table, range_boundaries, cache)
                     continue
                 try:
                     tables[name] = _read_table(ws, table, range_boundaries, name)
@@ -275,8 +298,8 @@ def read_tables(path: str | os.PathLike[str], *, guard: bool = True) -> dict[str
     if damaged and any(p.table in _CONTRACT_TABLES for p in damaged):
         raise InputError(f"Cannot read {path.name}: {damaged[0].where()}: {damaged[0].message}. "
                          f"Fix: {damaged[0].fix}.", damaged, code="E100")
-    _log.info("read %d tables from %s: %s", len(tables), path, ", ".join(tables))
-    return tables
+    _log.info("read %d tables from %s: %s", len(order), path, ", ".join(order))
+    return Tables(tables, later, order)
 
 
 #: The tables of the data contract: found whatever the case of their name, like Excel does.
@@ -332,6 +355,91 @@ def _read_table(ws: Any, table: Any, range_boundaries: Any, name: str = "") -> t
     if problems:
         df.attrs[ATTR_PROBLEMS] = problems
     return df, first
+
+
+def _holds_planner_table(names: list[str]) -> bool:
+    """A sheet whose cells are read one by one (hidden rows, merged cells, error cells noted)."""
+    return any(_canonical_table_name(n) in _PLANNER_TABLES for n in names)
+
+
+_PLANNER_TABLES = frozenset(_CONTRACT_TABLES) | {"Overrides"}
+
+
+def _from_calamine(col: pd.Series) -> pd.Series:
+    """A column of python-calamine values as openpyxl's data-only reader would give it:
+    blank cells ("" in calamine) are None, dates are datetimes, a column of whole numbers
+    reads as integers ("5" in the file)."""
+    if col.dtype == object:
+        col = col.where(col != "", None)
+        kinds = set(map(type, col[col.notna()]))
+        if _dt.date in kinds:
+            col = col.map(lambda v: _dt.datetime(v.year, v.month, v.day) if type(v) is _dt.date else v)
+        col = col.infer_objects()
+    if col.dtype.kind == "f" and len(col) and col.notna().all():
+        v = col.to_numpy()
+        if (np.abs(v) < 1e15).all() and (v == np.round(v)).all():
+            col = col.astype(np.int64)
+    return col
+
+
+def _read_raw_table(book: Any, ws: Any, table: Any, range_boundaries: Any,
+                    cache: dict[str, list[list[Any]]]) -> tuple[pd.DataFrame, int]:
+    """A table on a sheet kept as raw XML (Plancell's own output), its values read by
+    python-calamine: no hidden-row, merge or error-cell notes, which only the planner's
+    input tables get."""
+    from engine.contract import ATTR_EXCEL, ATTR_FIRST_COLUMN, ATTR_SHEET
+
+    if ws.title not in cache:
+        cache[ws.title] = book().get_sheet_by_name(ws.title).to_python(skip_empty_area=False)
+    grid = cache[ws.title]
+    min_col, min_row, max_col, max_row = range_boundaries(table.ref)
+    first = min_row + int(table.headerRowCount if table.headerRowCount is not None else 1)
+    last = min(max_row - int(table.totalsRowCount or 0), len(grid))
+    width = max_col - min_col + 1
+    names = [c.name for c in table.tableColumns] if table.tableColumns else []
+    if len(names) != width:
+        head = grid[min_row - 1] if min_row - 1 < len(grid) else []
+        names = [str(head[c - 1] if c - 1 < len(head) and head[c - 1] != "" else None)
+                 for c in range(min_col, max_col + 1)]
+    while last >= first and all(v == "" or (isinstance(v, str) and not v.strip())
+                                for v in grid[last - 1][min_col - 1:max_col]):
+        last -= 1   # trailing blank rows are not part of the data
+    rows = [r[min_col - 1:max_col] for r in grid[first - 1:last]]
+    df = pd.DataFrame(rows, columns=range(len(rows[0])) if rows else range(0)).reindex(columns=range(width))
+    df = pd.DataFrame({j: _from_calamine(df[j]) for j in range(width)}) if len(df) else df
+    df.columns = names
+    df.attrs.update({ATTR_SHEET: ws.title, ATTR_FIRST_COLUMN: int(min_col), ATTR_EXCEL: True})
+    return df, first
+
+
+class Tables(Mapping[str, tuple[pd.DataFrame, int]]):
+    """Every Excel table of a workbook by name: ``(frame, first data row)``.
+
+    The planner's tables are read at once; tables on sheets Plancell wrote (the previous
+    refresh's Plan, published snapshots) are read the first time they are asked for, from a
+    copy of the file taken when it was opened.
+    """
+
+    def __init__(self, read: dict[str, tuple[pd.DataFrame, int]], later: dict[str, Any], order: list[str]) -> None:
+        self._read = read
+        self._later = later
+        self._order = order
+
+    def __getitem__(self, name: str) -> tuple[pd.DataFrame, int]:
+        if name not in self._read:
+            if name not in self._later:
+                raise KeyError(name)
+            self._read[name] = self._later.pop(name)()
+        return self._read[name]
+
+    def __iter__(self) -> Any:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._read or name in self._later
 
 
 def _cell_text(v: Any) -> Any:

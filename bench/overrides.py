@@ -6,13 +6,17 @@ A monthly plan of ``skus`` x ``locations`` SKU-locations over ``months`` periods
 categories, and an Overrides table of ``rows`` conflict-free rows over the four layers:
 60 % SKU-location rows, 30 % SKU rows (split over the locations), 9 % category-location and
 1 % category rows (split over ~100-200 SKU-locations each); half Qty, half Pct ("+12%"
-text), 5 % locked, single periods and 1-3 month ranges. Timed, as a refresh would run them:
-reading the table from an .xlsx file (:func:`addin.workbook.read_tables`), validating it
-(:func:`engine.overrides.read_overrides`), applying it (:func:`engine.overrides.apply_overrides`)
-and recomputing the inventory policy on the consensus (:func:`engine.policy.build_policy`
-with a 3-window backtest error cube, empirical method). The policy is computed by every
-refresh anyway, so the time overrides *add* is reading + validating + applying; the total
-with the policy is reported too.
+text), 5 % locked, single periods and 1-3 month ranges.
+
+Timed: the workbook side of a refresh through :class:`addin.port.FileBook`, as ``plancell
+refresh`` runs it, on a month's second refresh (the file holds the previous refresh's output
+sheets), once without overrides and once with the Overrides table: opening the file (size
+guard, reading every table, loading it for writing), validating and applying the overrides
+(:func:`engine.overrides.read_overrides`, :func:`engine.overrides.apply_overrides`), writing
+the Plan sheet (with the consensus columns) and the Overrides log, saving. What the overrides
+add is the difference. Training and the backtest do not depend on the overrides; the
+inventory policy is computed by every refresh anyway (on the consensus instead of the
+statistical forecast) and is timed on its own.
 """
 
 from __future__ import annotations
@@ -129,33 +133,64 @@ def _write_table(path: Path, table: pd.DataFrame) -> None:
     wb.close()
 
 
-def _write_cost(plan: pd.DataFrame, cons: Any) -> float:
-    """Seconds the overrides add to writing the workbook: the Plan sheet with its consensus
-    columns and the Overrides log, against the Plan sheet of the statistical forecast alone."""
+def _book(path: Path, sheets: list[Any], overrides: pd.DataFrame | None) -> None:
+    """A workbook as a refresh finds it: the previous refresh's output sheets, and the
+    planner's Overrides table when there is one."""
     import openpyxl
 
+    from addin.port import FileBook
+
+    if overrides is not None:
+        _write_table(path, overrides)
+    else:
+        openpyxl.Workbook().save(path)
+    book = FileBook(path)
+    for sh in sheets:
+        book.write_sheet(sh)
+    book.save()
+
+
+def _refresh_io(path: Path, plan: pd.DataFrame, items: pd.DataFrame, consensus: bool) -> dict[str, float]:
+    """The workbook side of a refresh, timed by step, as `plancell refresh` runs it: open the
+    file (size guard, read the tables, load it for writing), read the Overrides table and
+    apply it, write the Plan sheet (and the Overrides log), save atomically."""
     from addin.actions import overrides_log_sheet
-    from addin.port import OpenpyxlSink
-    from addin.sheets import plan_sheet, render
+    from addin.port import FileBook
+    from addin.sheets import plan_sheet
+    from engine.overrides import apply_overrides, read_overrides
 
-    def write(sheets: list[Any]) -> float:
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    book = FileBook(path)
+    tables = book.tables()
+    t["open"] = time.perf_counter() - t0
+    out = plan
+    cons = None
+    t["validate"] = t["apply"] = 0.0
+    if consensus:
+        raw, first = tables["Overrides"]
         t0 = time.perf_counter()
-        wb = openpyxl.Workbook()
-        for sh in sheets:
-            render(sh, OpenpyxlSink(wb.create_sheet(sh.name)))
-        with tempfile.TemporaryDirectory() as tmp:
-            wb.save(Path(tmp) / "book.xlsx")
-        return time.perf_counter() - t0
-
-    meta = {"model_name": "bench", "freq": "MS"}
-    tail = {"reason": "", "assumed": ""}   # the columns a real plan carries (this bench's plan lacks them)
-    base = write([plan_sheet(plan.assign(**tail), meta)])
-    with_overrides = write([plan_sheet(cons.plan.assign(**tail), meta), overrides_log_sheet(cons)])
-    return max(0.0, with_overrides - base)
+        ov = read_overrides(raw, plan, freq="MS", items=items, first_row=first)
+        t["validate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cons = apply_overrides(plan, ov, freq="MS", items=items)
+        out = cons.plan
+        t["apply"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    book.write_sheet(plan_sheet(out.assign(reason="", assumed=""), {"model_name": "bench", "freq": "MS"}))
+    if cons is not None:
+        book.write_sheet(overrides_log_sheet(cons), after="Plan")
+    t["write"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    book.save()
+    t["save"] = time.perf_counter() - t0
+    t["total"] = sum(v for k, v in t.items())
+    return t
 
 
 def main(argv: list[str] | None = None) -> int:
-    from addin.workbook import read_tables
+    from addin.actions import overrides_log_sheet
+    from addin.sheets import plan_sheet
     from engine.overrides import apply_overrides, read_overrides
     from engine.policy import build_policy
 
@@ -170,51 +205,54 @@ def main(argv: list[str] | None = None) -> int:
 
     plan, items, hist, cube, skus, locs, periods = _plan(args.skus, args.locations, args.months, args.seed)
     table = _overrides(args.rows, skus, locs, periods, args.seed)
+    meta = {"model_name": "bench", "freq": "MS"}
+    tail = {"reason": "", "assumed": ""}   # the columns a real plan carries (this bench's plan lacks them)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "overrides.xlsx"
-        _write_table(path, table)
-        t0 = time.perf_counter()
-        raw, first = read_tables(path)["Overrides"]
-        t_read = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ov = read_overrides(raw, plan, freq="MS", items=items, first_row=first)
-    t_valid = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    cons = apply_overrides(plan, ov, freq="MS", items=items)
-    t_apply = time.perf_counter() - t0
+        base_path, ov_path = Path(tmp) / "statistical.xlsx", Path(tmp) / "overrides.xlsx"
+        # the second refresh of a month: last refresh's sheets are in the file
+        _book(base_path, [plan_sheet(plan.assign(**tail), meta)], None)
+        prev = apply_overrides(plan, read_overrides(table, plan, freq="MS", items=items), freq="MS", items=items)
+        _book(ov_path, [plan_sheet(prev.plan.assign(**tail), meta), overrides_log_sheet(prev)], table)
+        base = _refresh_io(base_path, plan, items, consensus=False)
+        with_ov = _refresh_io(ov_path, plan, items, consensus=True)
+        sizes = (base_path.stat().st_size / 1e6, ov_path.stat().st_size / 1e6)
+    cons = prev
     t0 = time.perf_counter()
     build_policy(cons.plan, cube=cube, history=hist, items=items, freq="MS")
     t_policy = time.perf_counter() - t0
-    t_write = _write_cost(plan, cons)
-    added = t_read + t_valid + t_apply + t_write
-    total = added + t_policy
+    added = with_ov["total"] - base["total"]
     cells = int(cons.audit["Cells"].sum())
     changed = int((cons.plan["Consensus"] != cons.plan["Statistical"]).sum())
-    print(f"overrides: {len(ov.rows):,} rows on {args.skus:,} SKUs x {args.locations} locations x {args.months} months: "
-          f"read {t_read:.2f} s, validate {t_valid:.2f} s, apply {t_apply:.2f} s, write {t_write:.2f} s "
-          f"(added {added:.2f} s); "
-          f"policy on the consensus {t_policy:.2f} s; total {total:.2f} s")
+    steps = " ".join(f"{k} {base[k]:.2f}/{with_ov[k]:.2f}" for k in ("open", "validate", "apply", "write", "save"))
+    print(f"overrides: {args.rows:,} rows on {args.skus:,} SKUs x {args.locations} locations x {args.months} months; "
+          f"workbook side of a refresh without/with overrides (s): {steps}; total {base['total']:.2f}/"
+          f"{with_ov['total']:.2f}: added {added:.2f} s; policy on the consensus {t_policy:.2f} s")
     if args.no_write:
         return 0
     cmd = "python -m bench.overrides" + ("" if argv is None and len(sys.argv) == 1 else
                                          " " + shlex.join(argv if argv is not None else sys.argv[1:]))
+    label = {"open": "open the workbook (size guard, read every table, load it for writing)",
+             "validate": "validate the Overrides table (read_overrides)",
+             "apply": "apply it (apply_overrides: layers, split-down, locks, quantiles, audit)",
+             "write": "write the Plan sheet (with the Statistical, layer and Consensus columns) and the Overrides log",
+             "save": "save the workbook (atomic)"}
+    rows = "\n".join(f"| {label[k]} | {base[k]:.2f} | {with_ov[k]:.2f} | {with_ov[k] - base[k]:+.2f} |"
+                     for k in ("open", "validate", "apply", "write", "save"))
     text = f"""# Overrides: speed
 
 Command: `{cmd}`
 
-{args.skus:,} SKUs x {args.locations} locations x {args.months} monthly periods ({len(plan):,} plan rows), 50 categories; an Overrides table of {len(ov.rows):,} conflict-free rows over 4 layers (60 % SKU-location, 30 % SKU, 9 % category-location, 1 % category; half Qty, half Pct; some locked). Applying them sets {cells:,} SKU-location-periods ({changed:,} plan cells end up different from the statistical forecast).
+{args.skus:,} SKUs x {args.locations} locations x {args.months} monthly periods ({len(plan):,} plan rows), 50 categories; an Overrides table of {len(table):,} conflict-free rows over 4 layers (60 % SKU-location, 30 % SKU, 9 % category-location, 1 % category; half Qty, half Pct; some locked). Applying them sets {cells:,} SKU-location-periods ({changed:,} plan cells end up different from the statistical forecast).
 
-| step | seconds |
-|---|---|
-| read the Overrides table from the .xlsx (openpyxl) | {t_read:.2f} |
-| validate (read_overrides) | {t_valid:.2f} |
-| apply (apply_overrides: layers, split-down, locks, quantiles, audit) | {t_apply:.2f} |
-| write what the overrides add to the workbook (the Plan table's Statistical, layer and Consensus columns; the Overrides log), openpyxl + lxml as `plancell refresh` does | {t_write:.2f} |
-| **added to a refresh** (read + validate + apply + write) | **{added:.2f}** |
-| inventory policy on the consensus (build_policy, which every refresh runs anyway) | {t_policy:.2f} |
-| total including the policy | {total:.2f} |
-| target (added) | under 5 s |
-| peak RSS (process) | {peak_rss_mb():.0f} MB |
+The workbook side of a refresh, timed step by step through `addin.port.FileBook` as `plancell refresh` runs it, on the month's second refresh (the file holds the previous refresh's Plan sheet, and its Overrides log when there are overrides): the same plan without overrides, then with the Overrides table. Files: {sizes[0]:.1f} MB and {sizes[1]:.1f} MB. Training, the backtest and the other sheets do not depend on the overrides.
+
+| step | without overrides (s) | with overrides (s) | added (s) |
+|---|---|---|---|
+{rows}
+| **total** | **{base['total']:.2f}** | **{with_ov['total']:.2f}** | **{added:+.2f}** |
+| target (added) | | | under 5 s |
+
+The inventory policy on the consensus (build_policy with a 3-window error cube, which every refresh runs anyway, on the consensus instead of the statistical forecast): {t_policy:.2f} s. Peak RSS (process): {peak_rss_mb():.0f} MB.
 
 Timings on a shared 2-core machine; they vary up to 2x between runs.
 """
