@@ -256,7 +256,13 @@ def _column_values(col: pd.Series) -> tuple[list[Any], int]:
         return vals, max(_display_width(float(arr.min())), _display_width(float(arr.max())))
     if arr.dtype.kind == "b":
         return [bool(x) for x in arr.tolist()], 5 if len(arr) else 0
-    # dates, text and anything mixed: one conversion per distinct value
+    if arr.dtype.kind == "M":
+        # dates: one conversion per distinct value (a plan has a dozen periods in 100,000 rows)
+        codes, uniques = pd.factorize(col)
+        conv = [cell_value(u) for u in uniques]
+        vals = [conv[k] if k >= 0 else None for k in codes.tolist()]
+        return vals, max((_display_width(v) for v in conv if v is not None), default=0)
+    # text and anything mixed: one conversion per distinct value
     memo: dict[Any, Any] = {}
     vals = []
     width = 0

@@ -66,7 +66,6 @@ class _Raw:
     data: bytes                 # what was between <sheetData> and </sheetData>
     dimension: str | None       # the sheet's <dimension ref>
     shared: list[Any]           # the file's shared strings (cells with t="s" index them)
-    n_rows: int
 
 
 def raw_sheets(wb: Any) -> list[str]:
@@ -142,6 +141,7 @@ def _column_xml(values: list[Any], letter: str, rows: range, style: int | None, 
 
     s = f' s="{style}"' if style is not None else ""
     ds = s or f' s="{date_style}"'
+    serials: dict[_dt.datetime, str] = {}   # a plan has a dozen distinct periods in 100,000 rows
     out: list[str] = []
     append = out.append
     for r, v in zip(rows, values):
@@ -155,7 +155,10 @@ def _column_xml(values: list[Any], letter: str, rows: range, style: int | None, 
         elif t is bool:
             append(f'<c r="{letter}{r}"{s} t="b"><v>{int(v)}</v></c>')
         elif isinstance(v, _dt.datetime):
-            append(f'<c r="{letter}{r}"{ds} t="n"><v>{"%.16g" % to_excel(v, epoch)}</v></c>')
+            serial = serials.get(v)
+            if serial is None:
+                serial = serials[v] = "%.16g" % to_excel(v, epoch)
+            append(f'<c r="{letter}{r}"{ds} t="n"><v>{serial}</v></c>')
         elif isinstance(v, (int, float)):
             append(f'<c r="{letter}{r}"{s} t="n"><v>{"%.16g" % v}</v></c>')
         elif isinstance(v, str):
@@ -328,11 +331,14 @@ def _raw_xml(raw: _Raw, wb: Any) -> bytes:
     return data
 
 
+_INLINE_TEXT = re.compile(rb'(<c\b[^>]*?)t="inlineStr"([^>]*)><is><t(?: xml:space="preserve")?>([^<]+)</t></is></c>')
 _SHEET_DATA = re.compile(rb"<sheetData>(.*)</sheetData>", re.S)
 _DIMENSION = re.compile(rb'<dimension ref="([^"]+)"')
 # Sheet features openpyxl attaches to cell objects (so the cells must be parsed), and cell
 # metadata (rich values, dynamic arrays) it cannot carry either way.
-_NEEDS_CELLS = (b"<mergeCell", b"<hyperlink", b"<legacyDrawing", b' cm="', b' vm="')
+_NEEDS_CELLS = (b"<mergeCell", b"<hyperlink", b"<legacyDrawing")
+# ... and a shared-string cell that also holds a formula, which the inlining below does not rewrite
+_CELL_METADATA = re.compile(rb' [cv]m="|t="s"[^>]*><f')
 
 
 class _Archive:
@@ -352,9 +358,14 @@ class _Archive:
         if isinstance(name, str) and re.fullmatch(r"xl/worksheets/[^/]+\.xml", name) and not args:
             xml = self._archive.read(name)
             m = _SHEET_DATA.search(xml)
-            if m is not None and not any(k in xml for k in _NEEDS_CELLS) and self._keep(self._archive, name):
+            if (m is not None and not any(k in xml[:m.start()] or k in xml[m.end():] for k in _NEEDS_CELLS)
+                    and _CELL_METADATA.search(m.group(1)) is None and self._keep(self._archive, name)):
                 self.kept[name] = (m.group(1), (d.group(1).decode() if (d := _DIMENSION.search(xml)) else None))
                 return BytesIO(xml[:m.start()] + b"<sheetData/>" + xml[m.end():])
+            if b'"inlineStr"' in xml:
+                # openpyxl reads an inline string through its rich-text model (~15 µs a cell);
+                # a plain one is the same text as a formula-string cell, read in ~1 µs
+                xml = _INLINE_TEXT.sub(rb'\1t="str"\2><v>\3</v></c>', xml)
             return BytesIO(xml)
         return self._archive.open(name, *args, **kwargs)
 
@@ -437,8 +448,7 @@ def load_workbook(path: Any, *, data_only: bool = False, keep_vba: bool = False,
                 kept = proxy.kept.get(rel.target)
                 if kept is not None and sheet.name in self.wb.sheetnames:
                     data, dim = kept
-                    setattr(self.wb[sheet.name], _RAW_ATTR,
-                            _Raw(data, dim, self.shared_strings, data.count(b"<row ")))
+                    setattr(self.wb[sheet.name], _RAW_ATTR, _Raw(data, dim, self.shared_strings))
 
     reader = Reader(path, False, keep_vba, data_only, keep_links, False)
     reader.read()

@@ -329,8 +329,10 @@ def _read_table(ws: Any, table: Any, range_boundaries: Any, name: str = "") -> t
         names = [str(ws.cell(min_row, c).value) for c in range(min_col, max_col + 1)]
     rows: list[tuple[Any, ...]] = []
     if last >= first:
-        rows = list(ws.iter_rows(min_row=first, max_row=last, min_col=min_col, max_col=max_col,
-                                 values_only=True))
+        # ws.iter_rows would create a cell object for every blank cell of the range
+        get = ws._cells.get
+        cols = range(min_col, max_col + 1)
+        rows = [tuple(None if (c := get((r, j))) is None else c.value for j in cols) for r in range(first, last + 1)]
     while rows and all(v is None or (isinstance(v, str) and not v.strip()) for v in rows[-1]):
         rows.pop()
     df = pd.DataFrame(rows, columns=names)
@@ -359,10 +361,10 @@ def _read_table(ws: Any, table: Any, range_boundaries: Any, name: str = "") -> t
 
 def _holds_planner_table(names: list[str]) -> bool:
     """A sheet whose cells are read one by one (hidden rows, merged cells, error cells noted)."""
-    return any(_canonical_table_name(n) in _PLANNER_TABLES for n in names)
+    return any(n.strip().casefold() in _PLANNER_TABLES for n in names)
 
 
-_PLANNER_TABLES = frozenset(_CONTRACT_TABLES) | {"Overrides"}
+_PLANNER_TABLES = frozenset(t.casefold() for t in (*_CONTRACT_TABLES, "Overrides"))
 
 
 def _from_calamine(col: pd.Series) -> pd.Series:

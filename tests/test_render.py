@@ -75,10 +75,16 @@ def test_published_snapshot_renders_with_its_numbers_and_no_error_values(publish
 
 
 def test_the_whole_demo_workbook_renders_without_error_values(published, tmp_path) -> None:
-    book, _ = published
+    """As `plancell publish` saved it: the snapshot's table rows streamed as XML, the demo's
+    other sheets carried over as raw XML with their shared strings made inline (addin.sheetxml)."""
+    book, name = published
     text, _ = _render(book, tmp_path / "all")
     assert "Inventory policy" in text and "Purchase priority" in text
     assert not [e for e in ERRORS if e in text]
+    ws = openpyxl.load_workbook(book)[name]
+    rows = [[c.value for c in r] for r in ws[ws.tables[[t for t in ws.tables if t.startswith("Plan_")][0]].ref]]
+    last = rows[-1]
+    assert f"{last[rows[0].index('P90')]:,.1f}" in text and last[0] in text
 
 
 def test_the_check_would_catch_an_add_in_formula(tmp_path) -> None:
