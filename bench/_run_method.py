@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         n_series = win.n_series
         if not method.reads_train_after_prepare:
-            win = dataclasses.replace(win, train=win.train.iloc[:0])
+            win = dataclasses.replace(win, train=win.train.iloc[:0].copy())  # a copy: an empty slice still holds the data
             gc.collect()
         fitted = method.fit(win, prepared)
         t2 = time.perf_counter()

@@ -53,7 +53,10 @@ def choose_method(panel: Panel, name: str, stats: RegressorStats, spec: FeatureS
 def fill_future_regressors(
     panel: Panel, stats: RegressorStats, spec: FeatureSpec, horizon: int
 ) -> dict[str, str]:
-    """Fill missing future regressor values in place; mark them in ``panel.assumed``.
+    """Fill missing future regressor values; mark them in ``panel.assumed``.
+
+    A regressor that needs filling is replaced in ``panel.regressors`` by a filled copy
+    (its original matrix may be shared with another panel and is left as it was).
 
     Returns the method used per regressor that needed filling.
     """
@@ -98,7 +101,12 @@ def fill_future_regressors(
             # steps counted from the last known value, which may lie before the horizon
             gap = (h - 1 - last_idx)[:, None]
             fill = last[:, None] + slope[:, None] * (steps[None, :] + gap)
+        # Into a copy, never into the matrix itself: panels share regressor matrices (a
+        # calibration window shares the full panel's), and a fill must not leak into them.
+        m = m.copy()
+        fut = m[:, h:end]
         fut[missing] = fill[missing].astype(fut.dtype)
+        panel.regressors[name] = m
         flag = np.zeros(m.shape, dtype=bool)
         flag[:, h:end] = missing
         panel.assumed[name] = flag

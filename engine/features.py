@@ -152,6 +152,30 @@ class Panel:
         )
 
 
+#: Rows of a long table handled at once by the chunked loops (1M rows: 8 MB per int64 column).
+_CHUNK = 1 << 20
+
+
+def _row_blocks(n: int, width: int, cells: int = 1 << 21) -> list[tuple[int, int]]:
+    """Blocks of whole rows of an ``n x width`` matrix, about ``cells`` values each.
+
+    Per-series statistics computed block by block are identical to the whole-matrix ones
+    (every row is reduced on its own) while their temporaries stay a few MB instead of
+    several copies of the panel.
+    """
+    step = max(1, cells // max(width, 1))
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+def _scaled_history(panel: Panel, scale: np.ndarray, a: int, b: int) -> np.ndarray:
+    """History of series ``a..b-1`` divided by their scale, NaN where censored (stock-outs
+    understate demand: not a target, not a lag)."""
+    h = panel.n_hist
+    z = panel.y[a:b, :h] / scale[a:b, None]
+    z[panel.censored[a:b, :h]] = np.nan
+    return z
+
+
 def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     cat = pd.Categorical(values.astype(str))
     return cat.codes.astype(np.int32), list(cat.categories)
@@ -178,23 +202,36 @@ def build_panel(
     """
     f = normalize_freq(freq)
     sales = sales if S.LOCATION in sales.columns else sales.assign(**{S.LOCATION: S.NO_LOCATION})
-    per = to_period(sales[S.DATE], f)
+    n_rows = len(sales)
+    # Per-row work runs in chunks of rows: at 10k series x 5 years daily (18M rows) each
+    # full-length int64 temporary is 150 MB, and the unchunked code held about eight.
+    chunks = [(a, min(a + _CHUNK, n_rows)) for a in range(0, n_rows, _CHUNK)]
+    dates = sales[S.DATE]
+    per = np.empty(n_rows, dtype=np.int64)
+    for a, b in chunks:
+        per[a:b] = to_period(dates.iloc[a:b], f)
     has_qty = sales[S.QTY].notna().to_numpy()
     if not has_qty.any():
         raise ValueError("sales has no quantities")
-    last_hist = int(per[has_qty].max())
+    last_hist = int(np.max(per, where=has_qty, initial=np.iinfo(np.int64).min))
 
     # Integer keys via factorisation: a MultiIndex lookup over millions of rows would
     # build millions of tuples (seconds and gigabytes at 10k series x 3 years daily).
     sku_codes, sku_names = pd.factorize(sales[S.SKU].astype(str) if sales[S.SKU].dtype != object
                                         else sales[S.SKU])
+    sku_codes = sku_codes.astype(np.int32)
     loc_codes_r, loc_names = pd.factorize(sales[S.LOCATION].astype(str) if sales[S.LOCATION].dtype != object
                                           else sales[S.LOCATION])
-    row_key = sku_codes.astype(np.int64) * (len(loc_names) + 1) + loc_codes_r
+    loc_codes_r = loc_codes_r.astype(np.int32)
+    base = len(loc_names) + 1
+
+    def row_key(a: int, b: int) -> np.ndarray:
+        return sku_codes[a:b].astype(np.int64) * base + loc_codes_r[a:b]
+
     if series is None:
-        uniq = np.unique(row_key[has_qty])
-        keys = pd.DataFrame({S.SKU: np.asarray(sku_names)[uniq // (len(loc_names) + 1)],
-                             S.LOCATION: np.asarray(loc_names)[uniq % (len(loc_names) + 1)]})
+        uniq = np.unique(np.concatenate([np.unique(row_key(a, b)[has_qty[a:b]]) for a, b in chunks]))
+        keys = pd.DataFrame({S.SKU: np.asarray(sku_names)[uniq // base],
+                             S.LOCATION: np.asarray(loc_names)[uniq % base]})
         order = np.lexsort((keys[S.LOCATION].to_numpy(), keys[S.SKU].to_numpy()))
         keys = keys.iloc[order].reset_index(drop=True)
         uniq = uniq[order]
@@ -202,33 +239,42 @@ def build_panel(
         keys = series[[S.SKU, S.LOCATION]].reset_index(drop=True)
         sk = pd.Index(sku_names).get_indexer(keys[S.SKU].astype(str))
         lk = pd.Index(loc_names).get_indexer(keys[S.LOCATION].astype(str))
-        uniq = np.where((sk >= 0) & (lk >= 0), sk.astype(np.int64) * (len(loc_names) + 1) + lk, -1)
+        uniq = np.where((sk >= 0) & (lk >= 0), sk.astype(np.int64) * base + lk, -1)
     missing = uniq < 0  # requested series absent from the data: give them unmatchable keys
     uniq = np.where(missing, -(1 << 40) - np.arange(len(uniq)), uniq)
-    sid = pd.Index(uniq).get_indexer(row_key)  # -1: a row of a series not in `keys`
+    lookup = pd.Index(uniq)  # its hash table is built once and reused by every chunk
+    sid = np.empty(n_rows, dtype=np.int32 if len(uniq) < np.iinfo(np.int32).max else np.int64)
+    for a, b in chunks:
+        sid[a:b] = lookup.get_indexer(row_key(a, b))  # -1: a row of a series not in `keys`
+    del sku_codes, loc_codes_r, lookup
     keep = sid >= 0
-    p0 = int(per[keep & has_qty].min()) if (keep & has_qty).any() else last_hist
+    p0 = (int(np.min(per, where=keep & has_qty, initial=np.iinfo(np.int64).max)) if (keep & has_qty).any()
+          else last_hist)
     n_hist = last_hist - p0 + 1
     T = n_hist + horizon
     n = len(keys)
-    tid = per - p0
+    tid = per
+    tid -= p0  # in place: the periods are not needed any more
     keep &= (tid >= 0) & (tid < T)
-    sid_k, tid_k = sid[keep], tid[keep]
 
     y = np.full((n, T), np.nan)
-    y[sid_k, tid_k] = sales[S.QTY].to_numpy(dtype=np.float64)[keep]
-    y[:, n_hist:] = np.nan  # plan rows never carry quantities into the future
-
     censored = np.zeros((n, T), dtype=bool)
-    if S.ONHAND in sales.columns:
-        oh = sales[S.ONHAND].to_numpy(dtype=np.float64)[keep]
-        censored[sid_k, tid_k] = np.nan_to_num(oh, nan=1.0) <= 0
-
-    regs: dict[str, np.ndarray] = {}
-    for col in regressors:
-        m = np.full((n, T), np.nan, dtype=np.float32)
-        m[sid_k, tid_k] = sales[col].to_numpy(dtype=np.float32)[keep]
-        regs[col] = m
+    regs: dict[str, np.ndarray] = {col: np.full((n, T), np.nan, dtype=np.float32) for col in regressors}
+    qty = sales[S.QTY]
+    onhand = sales[S.ONHAND] if S.ONHAND in sales.columns else None
+    for a, b in chunks:
+        k = keep[a:b]
+        if not k.any():
+            continue
+        sid_k, tid_k = sid[a:b][k], tid[a:b][k]
+        y[sid_k, tid_k] = qty.iloc[a:b].to_numpy(dtype=np.float64)[k]
+        if onhand is not None:
+            oh = onhand.iloc[a:b].to_numpy(dtype=np.float64)[k]
+            censored[sid_k, tid_k] = np.nan_to_num(oh, nan=1.0) <= 0
+        for col in regressors:
+            regs[col][sid_k, tid_k] = sales[col].iloc[a:b].to_numpy(dtype=np.float32)[k]
+    del sid, tid, keep
+    y[:, n_hist:] = np.nan  # plan rows never carry quantities into the future
 
     # Categoricals: location and category.
     loc_codes, _ = _codes(keys[S.LOCATION])
@@ -448,71 +494,103 @@ def regressor_stats(panel: Panel, kinds: dict[str, str] | None = None) -> Regres
     n_pos = 12 if panel.freq == "MS" else 52
     normals, price_ref, sens = {}, {}, {}
     h = panel.n_hist
-    z = panel.y[:, :h] / series_scale(panel, default_spec(panel.freq))[:, None]
-    z = np.where(panel.censored[:, :h], np.nan, z)
-    year = default_spec(panel.freq).year
+    n = panel.n
+    spec = default_spec(panel.freq)
+    scale = series_scale(panel, spec)
+    year = spec.year
+    cols = pos[:h]
+    # Every statistic but the seasonal R^2 is per series: computed on blocks of series, the
+    # temporaries (several float64 copies of the history) stay small; results are unchanged.
+    blocks = _row_blocks(n, h)
     for name, m in panel.regressors.items():
-        hist = m[:, :h].astype(np.float64)
         if kinds.get(name, "numeric") == "binary":
             continue
-        ok = ~np.isnan(hist)
-        sums = np.zeros((panel.n, n_pos))
-        cnts = np.zeros((panel.n, n_pos))
-        cols = pos[:h]
-        for p in range(n_pos):  # 12 or 52 iterations, each vectorised over series
-            sel = cols == p
-            if sel.any():
-                sums[:, p] = np.where(ok[:, sel], hist[:, sel], 0).sum(axis=1)
-                cnts[:, p] = ok[:, sel].sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            normal = sums / cnts
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            overall = np.nanmean(np.where(ok, hist, np.nan), axis=1)
-        normal = np.where(np.isnan(normal), overall[:, None], normal)
-        normals[name] = normal.astype(np.float32)
-        resid = hist - normal[:, cols]
-        sens[name] = _row_corr(z, resid).astype(np.float32)
-        if not fixed and kinds[name] == "numeric" and h >= 2 * n_pos and seasonal_r2(hist, resid) >= 0.5:
+        normal32 = np.empty((n, n_pos), dtype=np.float32)
+        sens32 = np.empty(n, dtype=np.float32)
+        check_season = not fixed and kinds[name] == "numeric" and h >= 2 * n_pos
+        tot = res = 0.0
+        for a, b in blocks:
+            hist = m[a:b, :h].astype(np.float64)
+            ok = ~np.isnan(hist)
+            sums = np.zeros((b - a, n_pos))
+            cnts = np.zeros((b - a, n_pos))
+            for p in range(n_pos):  # 12 or 52 iterations, each vectorised over series
+                sel = cols == p
+                if sel.any():
+                    sums[:, p] = np.where(ok[:, sel], hist[:, sel], 0).sum(axis=1)
+                    cnts[:, p] = ok[:, sel].sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                normal = sums / cnts
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                overall = np.nanmean(np.where(ok, hist, np.nan), axis=1)
+            normal = np.where(np.isnan(normal), overall[:, None], normal)
+            normal32[a:b] = normal
+            resid = hist - normal[:, cols]
+            sens32[a:b] = _row_corr(_scaled_history(panel, scale, a, b), resid)
+            if check_season:
+                t_, r_ = _r2_sums(hist, resid)
+                tot, res = tot + t_, res + r_
+        normals[name] = normal32
+        sens[name] = sens32
+        if check_season and (1.0 - res / tot if tot > 0 else 0.0) >= 0.5:
             # Weather-like: the level is mostly the season, which lags and the calendar
             # already carry; a level feature would let the model read heat as "summer".
             kinds[name] = "seasonal"
-        elif not fixed and kinds[name] == "numeric" and _trend_strength(hist) >= 0.8:
+        elif not fixed and kinds[name] == "numeric" and _trend_strength(m, h) >= 0.8:
             # CPI-like: what moves demand is the rate of change (inflation), not the level.
             kinds[name] = "trend"
         if kinds[name] == "trend":
-            # broadcast (n, 1) x (1, h) indices: the whole matrix without index copies
-            yoy = _yoy(hist, np.arange(panel.n)[:, None], np.arange(h)[None, :], year)
-            # Year-over-year *changes* of demand against changes of the driver's rate: a
-            # growing SKU is not "inflation-loving" just because CPI also grew.
-            with np.errstate(invalid="ignore", divide="ignore"):
-                dz = np.log1p(np.clip(z[:, year:], 0, None)) - np.log1p(np.clip(z[:, :-year], 0, None))
-            dyoy = yoy[:, year:] - yoy[:, :-year]
-            sens[name] = (_row_corr(dz, dyoy) if h > year + 8 else np.zeros(panel.n)).astype(np.float32)
+            if h > year + 8:
+                for a, b in blocks:
+                    hist = m[a:b, :h].astype(np.float64)
+                    # broadcast (rows, 1) x (1, h) indices: the whole block without index copies
+                    yoy = _yoy(hist, np.arange(b - a)[:, None], np.arange(h)[None, :], year)
+                    # Year-over-year *changes* of demand against changes of the driver's rate: a
+                    # growing SKU is not "inflation-loving" just because CPI also grew.
+                    z = _scaled_history(panel, scale, a, b)
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        dz = np.log1p(np.clip(z[:, year:], 0, None)) - np.log1p(np.clip(z[:, :-year], 0, None))
+                    dyoy = yoy[:, year:] - yoy[:, :-year]
+                    sens32[a:b] = _row_corr(dz, dyoy)
+            else:
+                sens32[:] = 0.0
         if kinds[name] == "price":
-            with np.errstate(all="ignore"):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    ref = np.nanmedian(np.where(ok, hist, np.nan)[:, -max(1, min(h, 2 * n_pos)):], axis=1)
+            ref = np.empty(n)
+            for a, b in blocks:
+                hist = m[a:b, :h].astype(np.float64)
+                with np.errstate(all="ignore"):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        ref[a:b] = np.nanmedian(hist[:, -max(1, min(h, 2 * n_pos)):], axis=1)
             price_ref[name] = np.where(np.isfinite(ref) & (ref > 0), ref, np.nan).astype(np.float32)
     return RegressorStats(normals=normals, price_ref=price_ref, kinds=kinds, sensitivity=sens)
 
 
-def _trend_strength(hist: np.ndarray) -> float:
-    """Median over series of |corr(value, time)|: near 1 for CPI-like drivers."""
-    t = np.broadcast_to(np.arange(hist.shape[1], dtype=np.float64), hist.shape)
-    r = _row_corr(hist, t)
+def _trend_strength(m: np.ndarray, h: int) -> float:
+    """Median over series of |corr(value, time)| over the first ``h`` columns of ``m``:
+    near 1 for CPI-like drivers."""
+    parts = []
+    for a, b in _row_blocks(m.shape[0], h):
+        hist = m[a:b, :h].astype(np.float64)
+        parts.append(_row_corr(hist, np.broadcast_to(np.arange(h, dtype=np.float64), hist.shape)))
+    r = np.concatenate(parts) if parts else np.zeros(0)
     r = r[r != 0]
     return float(np.median(np.abs(r))) if r.size else 0.0
 
 
 def seasonal_r2(hist: np.ndarray, resid: np.ndarray) -> float:
     """Share of a regressor's variance explained by its seasonal normal."""
+    tot, res = _r2_sums(hist, resid)
+    return 1.0 - res / tot if tot > 0 else 0.0
+
+
+def _r2_sums(hist: np.ndarray, resid: np.ndarray) -> tuple[float, float]:
+    """Total and residual sums of squares of :func:`seasonal_r2` (additive over series)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-blank rows: no contribution
         centred = hist - np.nanmean(hist, axis=1, keepdims=True)
-    tot = float(np.nansum(centred**2))
-    return 1.0 - float(np.nansum(resid**2)) / tot if tot > 0 else 0.0
+    return float(np.nansum(centred**2)), float(np.nansum(resid**2))
 
 
 def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -576,13 +654,22 @@ class _Cums:
     """Cumulative sums over a (scaled) matrix: values, squares, counts, non-zeros."""
 
     def __init__(self, z: np.ndarray) -> None:
-        ok = ~np.isnan(z)
-        zz = np.where(ok, z, 0.0)
-        pad = lambda a: np.concatenate([np.zeros((a.shape[0], 1)), np.cumsum(a, axis=1, dtype=np.float64)], axis=1)  # noqa: E731
-        self.s = pad(zz)
-        self.q = pad(zz * zz)
-        self.c = pad(ok.astype(np.float64))
-        self.nz = pad((zz > 0).astype(np.float64))
+        # Filled block by block into preallocated arrays (no full-size temporaries); the
+        # counts are exact integers, int32 halves their size against float64.
+        n, T = z.shape
+        self.s = np.empty((n, T + 1))
+        self.q = np.empty((n, T + 1))
+        self.c = np.empty((n, T + 1), dtype=np.int32)
+        self.nz = np.empty((n, T + 1), dtype=np.int32)
+        for acc in (self.s, self.q, self.c, self.nz):
+            acc[:, 0] = 0
+        for a, b in _row_blocks(n, T):
+            ok = ~np.isnan(z[a:b])
+            zz = np.where(ok, z[a:b], 0.0)
+            np.cumsum(zz, axis=1, dtype=np.float64, out=self.s[a:b, 1:])
+            np.cumsum(zz * zz, axis=1, dtype=np.float64, out=self.q[a:b, 1:])
+            np.cumsum(ok, axis=1, dtype=np.int32, out=self.c[a:b, 1:])
+            np.cumsum(zz > 0, axis=1, dtype=np.int32, out=self.nz[a:b, 1:])
 
     def update(self, z: np.ndarray, col: int) -> None:
         """Recompute the sums after column ``col`` of ``z`` changed (cheap near the end):
@@ -590,9 +677,8 @@ class _Cums:
         tail = z[:, col:]
         ok = ~np.isnan(tail)
         zz = np.where(ok, tail, 0.0)
-        for acc, v in ((self.s, zz), (self.q, zz * zz), (self.c, ok.astype(np.float64)),
-                       (self.nz, (zz > 0).astype(np.float64))):
-            acc[:, col + 1:] = acc[:, col: col + 1] + np.cumsum(v, axis=1)
+        for acc, v in ((self.s, zz), (self.q, zz * zz), (self.c, ok), (self.nz, zz > 0)):
+            acc[:, col + 1:] = acc[:, col: col + 1] + np.cumsum(v, axis=1, dtype=acc.dtype)
 
 
 def feature_matrix(
@@ -608,12 +694,15 @@ def feature_matrix(
     shift: int | np.ndarray = 0,
     calendar: dict[str, np.ndarray] | None = None,
     direct: bool = False,
+    row_offset: int = 0,
 ) -> np.ndarray:
     """Features (float32, ``len(i) x n_features``) for target cells ``(i, t)``.
 
     ``z`` is the scaled target matrix whose column 0 is panel column ``col_offset``
-    (a window is passed during recursive prediction to keep cumsums small). ``t``
-    are panel column indices. ``shift`` > 0 (a scalar or one value per row) builds
+    (a window is passed during recursive prediction to keep cumsums small) and whose
+    row 0 is panel series ``row_offset`` (a block of series: ``z`` and ``cums`` of all
+    series at once are gigabytes on large panels). ``i`` and ``t`` are panel indices.
+    ``shift`` > 0 (a scalar or one value per row) builds
     direct-strategy features: only values at least ``shift + 1`` periods before the
     target are used; with ``direct`` the last column is the horizon ``shift + 1``.
     """
@@ -621,32 +710,33 @@ def feature_matrix(
     names = feature_names(panel, spec, stats, direct=direct)
     X = np.empty((n_rows, len(names)), dtype=np.float32)
     tz = t - col_offset  # column index inside z
+    zi = i - row_offset if row_offset else i  # row index inside z and cums
     if cums is None:
         cums = _Cums(z)
     col = 0
     for k in spec.lags:
         src = tz - k - shift
         ok = src >= 0
-        X[:, col] = np.where(ok, z[i, np.clip(src, 0, None)], np.nan)
+        X[:, col] = np.where(ok, z[zi, np.clip(src, 0, None)], np.nan)
         col += 1
     end = tz - shift  # windows end just before the target (exclusive)
     for w in spec.mean_windows:
-        s = _window_sum(cums.s, i, end, w)
-        c = _window_sum(cums.c, i, end, w)
+        s = _window_sum(cums.s, zi, end, w)
+        c = _window_sum(cums.c, zi, end, w)
         with np.errstate(invalid="ignore", divide="ignore"):
             X[:, col] = np.where(c > 0, s / c, np.nan)
         col += 1
     for w in spec.std_windows:
-        s = _window_sum(cums.s, i, end, w)
-        q = _window_sum(cums.q, i, end, w)
-        c = _window_sum(cums.c, i, end, w)
+        s = _window_sum(cums.s, zi, end, w)
+        q = _window_sum(cums.q, zi, end, w)
+        c = _window_sum(cums.c, zi, end, w)
         with np.errstate(invalid="ignore", divide="ignore"):
             var = np.where(c > 1, (q - s * s / np.maximum(c, 1)) / np.maximum(c - 1, 1), np.nan)
         X[:, col] = np.sqrt(np.clip(var, 0, None))
         col += 1
     w = spec.nonzero_window
-    nz = _window_sum(cums.nz, i, end, w)
-    c = _window_sum(cums.c, i, end, w)
+    nz = _window_sum(cums.nz, zi, end, w)
+    c = _window_sum(cums.c, zi, end, w)
     with np.errstate(invalid="ignore", divide="ignore"):
         X[:, col] = np.where(c > 0, nz / c, np.nan)
     col += 1
@@ -657,7 +747,7 @@ def feature_matrix(
             # With a direct-strategy shift, step back whole seasons so weekdays stay aligned.
             src = tz - k - spec.same_season_lags[0] * np.ceil(np.asarray(shift) / spec.same_season_lags[0]).astype(np.int64)
             ok = src >= 0
-            v = np.where(ok, z[i, np.clip(src, 0, None)], np.nan)
+            v = np.where(ok, z[zi, np.clip(src, 0, None)], np.nan)
             good = ~np.isnan(v)
             acc += np.where(good, v, 0)
             cnt += good
@@ -673,19 +763,19 @@ def feature_matrix(
     for d in (-1, 0, 1):
         src = tz - Y + d
         ok = (src >= 0) & (src < end)
-        v = np.where(ok, z[i, np.clip(src, 0, z.shape[1] - 1)], np.nan)
+        v = np.where(ok, z[zi, np.clip(src, 0, z.shape[1] - 1)], np.nan)
         good = ~np.isnan(v)
         acc += np.where(good, v, 0)
         cnt += good
     with np.errstate(invalid="ignore", divide="ignore"):
         X[:, col] = np.where(cnt > 0, acc / cnt, np.nan)
         col += 1
-        recent = _window_sum(cums.s, i, end, w) / _window_sum(cums.c, i, end, w)
-        before = _window_sum(cums.s, i, end - Y, w) / _window_sum(cums.c, i, end - Y, w)
+        recent = _window_sum(cums.s, zi, end, w) / _window_sum(cums.c, zi, end, w)
+        before = _window_sum(cums.s, zi, end - Y, w) / _window_sum(cums.c, zi, end - Y, w)
         ratio = np.where((end - Y - w >= 0) & (before > 0), recent / before, np.nan)
         ratio = np.clip(ratio, 0.0, 10.0)
         src = tz - Y
-        ly = np.where((src >= 0) & (src < end), z[i, np.clip(src, 0, z.shape[1] - 1)], np.nan)
+        ly = np.where((src >= 0) & (src < end), z[zi, np.clip(src, 0, z.shape[1] - 1)], np.nan)
         X[:, col] = ly * ratio
         col += 1
         X[:, col] = ratio
@@ -768,12 +858,14 @@ def column_calendar(panel: Panel, spec: FeatureSpec) -> dict[str, np.ndarray]:
 def series_scale(panel: Panel, spec: FeatureSpec) -> np.ndarray:
     """Mean absolute demand over the last year of history (>= a small floor)."""
     h = panel.n_hist
-    window = panel.y[:, max(0, h - spec.year): h]
+    s = np.empty(panel.n)
+    s_all = np.empty(panel.n)
     with np.errstate(invalid="ignore"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            s = np.nanmean(np.abs(window), axis=1)
-            s_all = np.nanmean(np.abs(panel.y[:, :h]), axis=1)
+            for a, b in _row_blocks(panel.n, h):  # per series: blocks keep the temporaries small
+                s[a:b] = np.nanmean(np.abs(panel.y[a:b, max(0, h - spec.year): h]), axis=1)
+                s_all[a:b] = np.nanmean(np.abs(panel.y[a:b, :h]), axis=1)
     s = np.where(np.isfinite(s) & (s > 0), s, s_all)
     s = np.where(np.isfinite(s) & (s > 0), s, 1.0)
     return np.maximum(s, 0.05)
@@ -782,18 +874,21 @@ def series_scale(panel: Panel, spec: FeatureSpec) -> np.ndarray:
 def seasonal_mae_scale(panel: Panel, m: int) -> np.ndarray:
     """In-sample MAE of the seasonal naive forecast per series (the MASE scale)."""
     h = panel.n_hist
-    y = panel.y[:, :h]
     out = np.full(panel.n, np.nan)
-    if h > m:
-        d = np.abs(y[:, m:] - y[:, :-m])
-        with np.errstate(invalid="ignore"):
+    for a, b in _row_blocks(panel.n, h):  # per series: blocks keep the temporaries small
+        y = panel.y[a:b, :h]
+        part = np.full(b - a, np.nan)
+        if h > m:
+            d = np.abs(y[:, m:] - y[:, :-m])
+            with np.errstate(invalid="ignore"):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    part = np.nanmean(d, axis=1)
+        if h > 1:
+            d1 = np.abs(np.diff(y, axis=1))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                out = np.nanmean(d, axis=1)
-    if h > 1:
-        d1 = np.abs(np.diff(y, axis=1))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            naive = np.nanmean(d1, axis=1)
-        out = np.where(np.isfinite(out) & (out > 0), out, naive)
+                naive = np.nanmean(d1, axis=1)
+            part = np.where(np.isfinite(part) & (part > 0), part, naive)
+        out[a:b] = part
     return out

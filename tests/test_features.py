@@ -144,3 +144,45 @@ def test_drivers_by_location_are_broadcast_to_series():
     north = int(np.flatnonzero(panel.keys["Location"] == "N")[0])
     assert np.all(panel.regressors["Temperature"][north] == 5.0)
     assert np.all(panel.regressors["Temperature"][1 - north] == 25.0)
+
+
+def test_chunks_and_blocks_give_the_values_of_the_whole_panel(weekly_data, monkeypatch):
+    """build_panel works in chunks of rows, the sums and driver statistics in blocks of series
+    (memory on large panels): tiny chunks and blocks give exactly the values of one."""
+    import engine.features as F
+
+    def panel():
+        return build_panel(weekly_data.sales, weekly_data.drivers, weekly_data.items, freq="W",
+                           anchor=weekly_data.week_anchor, regressors=weekly_data.sales_regressors,
+                           driver_columns=weekly_data.driver_columns, horizon=12)
+
+    def state(p):
+        spec = default_spec(p.freq)
+        z = p.y[:, :p.n_hist] / F.series_scale(p, spec)[:, None]
+        return regressor_stats(p), F._Cums(z), z, F.seasonal_mae_scale(p, 52)
+
+    whole = panel()
+    stats, cums, z, mase = state(whole)
+    monkeypatch.setattr(F, "_CHUNK", 7)
+    monkeypatch.setattr(F, "_row_blocks", lambda n, width, cells=0: [(a, min(a + 3, n)) for a in range(0, n, 3)])
+    small = panel()
+    for name in ("y", "censored", "start", "loc_codes", "cat_codes"):
+        np.testing.assert_array_equal(getattr(small, name), getattr(whole, name))
+    assert (small.p0, small.n_hist) == (whole.p0, whole.n_hist) and small.keys.equals(whole.keys)
+    for k, m in whole.regressors.items():
+        np.testing.assert_array_equal(small.regressors[k], m)
+    stats2, cums2, _, mase2 = state(small)
+    assert stats2.kinds == stats.kinds
+    for part in ("normals", "price_ref", "sensitivity"):
+        for k, v in getattr(stats, part).items():
+            np.testing.assert_array_equal(getattr(stats2, part)[k], v)
+    for acc in ("s", "q", "c", "nz"):
+        np.testing.assert_array_equal(getattr(cums2, acc), getattr(cums, acc))
+    assert cums.c.dtype.kind == "i" and cums.c[:, -1].max() <= z.shape[1]
+    np.testing.assert_array_equal(mase2, mase)
+    # features of series 4..9 from their own block of z and sums (row_offset) = from the whole panel
+    spec = default_spec("W")
+    i, t = np.repeat(np.arange(4, 10), 3), np.tile([60, 80, 100], 6)
+    full = feature_matrix(whole, z, i, t, spec, stats, cums=cums)
+    block = feature_matrix(whole, z[4:10], i, t, spec, stats, cums=F._Cums(z[4:10]), row_offset=4)
+    np.testing.assert_array_equal(block, full)

@@ -218,3 +218,39 @@ def test_a_small_min_data_in_leaf_trains() -> None:
     data = validate(p.sales, p.drivers, p.items)
     fc = DemandForecaster(horizon=4, n_estimators=10, min_data_in_leaf=5).fit(data).predict(4)
     assert len(fc) == 3 * 4 and fc["P50"].notna().all()
+
+
+def test_fitting_by_blocks_of_series_changes_no_forecast(weekly_data, monkeypatch):
+    """The fit builds scaled histories, sums and feature rows block by block of series (memory):
+    blocks of a few series, and LightGBM batches that cut through series, give the same model."""
+    import engine.features as F
+    import engine.model as M
+
+    def fit() -> pd.DataFrame:
+        return DemandForecaster(n_estimators=30, horizon=4, random_state=1).fit(weekly_data).predict(4)
+
+    whole = fit()
+    blocks = lambda n, width, cells=0: [(a, min(a + 5, n)) for a in range(0, n, 5)]  # noqa: E731
+    monkeypatch.setattr(F, "_row_blocks", blocks)
+    monkeypatch.setattr(M, "_row_blocks", blocks)
+    monkeypatch.setattr(M, "_BATCH_ROWS", 997)
+    pd.testing.assert_frame_equal(fit(), whole)
+
+
+def test_calibration_window_shares_the_panel_drivers_and_never_changes_them(weekly_panel):
+    from engine.drivers import fill_future_regressors
+    from engine.features import build_panel, default_spec, regressor_stats
+    from engine.model import _truncate
+
+    hist_drivers = weekly_panel.drivers[~_future_mask(weekly_panel)]
+    data = validate(with_plan_rows(weekly_panel), hist_drivers, weekly_panel.items)
+    panel = build_panel(data.sales, data.drivers, data.items, freq=data.freq, anchor=data.week_anchor,
+                        regressors=data.sales_regressors, driver_columns=data.driver_columns, horizon=6)
+    before = {k: v.copy() for k, v in panel.regressors.items()}
+    window = _truncate(panel, panel.n_hist)  # the same history; shares the driver matrices
+    assert all(window.regressors[k] is panel.regressors[k] for k in before)
+    methods = fill_future_regressors(window, regressor_stats(window), default_spec(panel.freq), 6)
+    assert "Temperature" in methods
+    assert not np.isnan(window.regressors["Temperature"][:, panel.n_hist:]).any()
+    for k, m in before.items():
+        np.testing.assert_array_equal(panel.regressors[k], m)
