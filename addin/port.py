@@ -19,7 +19,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import pandas as pd
 
@@ -165,7 +165,7 @@ class FileBook:
         self.name = self.path.name
         self._progress = progress
         self._wb: Any = None
-        self._tables: dict[str, tuple[pd.DataFrame, int]] | None = None
+        self._tables: Mapping[str, tuple[pd.DataFrame, int]] | None = None
 
     def _book(self) -> Any:
         if self._wb is None:
@@ -182,7 +182,8 @@ class FileBook:
                 self._wb = load_workbook(self.path, keep_vba=self.path.suffix.lower() == ".xlsm", keep_links=True)
         return self._wb
 
-    def tables(self) -> dict[str, tuple[pd.DataFrame, int]]:
+    def tables(self) -> Mapping[str, tuple[pd.DataFrame, int]]:
+        """Every table by name (addin.workbook.Tables: Plancell's own read on first use)."""
         self._book()
         assert self._tables is not None
         return self._tables
