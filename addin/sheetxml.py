@@ -305,7 +305,6 @@ def save_workbook(wb: Any, path: Any) -> None:
 
 _SHARED_CELL = re.compile(rb'<c\b([^>]*?)\s+t="s"([^>]*)><v>(\d+)</v></c>')
 _STYLE_ATTR = re.compile(rb'(<(?:c|row)\b[^>]*?\ss=")(\d+)"')
-_STYLE_IDS = re.compile(rb'<(?:c|row)\b[^>]*?\ss="(\d+)"')
 
 
 def _raw_xml(raw: _Raw, wb: Any) -> bytes:
@@ -324,7 +323,7 @@ def _raw_xml(raw: _Raw, wb: Any) -> bytes:
         data = _SHARED_CELL.sub(inline, data)
     styles = wb._cell_styles
     mapping = {}
-    for n in {int(x) for x in _STYLE_IDS.findall(data)}:
+    for n in {int(x) for _, x in _STYLE_ATTR.findall(data)}:
         mapping[n] = styles.add(styles[n]) if n < len(styles) else 0
     if any(k != v for k, v in mapping.items()):
         data = _STYLE_ATTR.sub(lambda m: m.group(1) + str(mapping[int(m.group(2))]).encode() + b'"', data)
@@ -382,21 +381,19 @@ class _Archive:
         return self._archive.open(name, *args, **kwargs)
 
 
-def _no_comments(archive: Any, part: str) -> bool:
+def _sheet_rels(archive: Any, part: str) -> bytes:
+    """A worksheet part's relationships file (b"" when it has none)."""
     rels = part.replace("xl/worksheets/", "xl/worksheets/_rels/") + ".rels"
-    return rels not in archive.namelist() or b"/comments" not in archive.read(rels)
+    return archive.read(rels) if rels in archive.namelist() else b""
 
 
-def _table_names(archive: Any, part: str) -> list[str]:
-    """Names of the Excel tables on a worksheet part (from its relationships)."""
+def _table_names(archive: Any, rels: bytes) -> list[str]:
+    """Names of the Excel tables a worksheet's relationships point to."""
     import posixpath
 
-    rels = part.replace("xl/worksheets/", "xl/worksheets/_rels/") + ".rels"
-    if rels not in archive.namelist():
-        return []
     out = []
     for target in re.findall(rb'Type="[^"]*/table"[^>]*Target="([^"]+)"|Target="([^"]+)"[^>]*Type="[^"]*/table"',
-                             archive.read(rels)):
+                             rels):
         t = (target[0] or target[1]).decode()
         path = t.lstrip("/") if t.startswith("/") else posixpath.normpath(posixpath.join("xl/worksheets", t))
         if path in archive.namelist():
@@ -448,7 +445,8 @@ def load_workbook(path: Any, *, data_only: bool = False, keep_vba: bool = False,
 
         def read_worksheets(self) -> None:
             def keep(archive: Any, part: str) -> bool:
-                return _no_comments(archive, part) and not (parse and parse(_table_names(archive, part)))
+                rels = _sheet_rels(archive, part)
+                return b"/comments" not in rels and not (parse and parse(_table_names(archive, rels)))
 
             real = self.archive
             self.archive = proxy = _Archive(real, keep)

@@ -319,11 +319,7 @@ def _read_table(ws: Any, table: Any, range_boundaries: Any, name: str = "") -> t
     )
     from engine.errors import column_letter
 
-    min_col, min_row, max_col, max_row = range_boundaries(table.ref)
-    n_header = int(table.headerRowCount if table.headerRowCount is not None else 1)
-    n_totals = int(table.totalsRowCount or 0)
-    first = min_row + n_header
-    last = max_row - n_totals
+    min_col, min_row, max_col, first, last = _data_span(table, range_boundaries)
     names = [c.name for c in table.tableColumns] if table.tableColumns else []
     if len(names) != max_col - min_col + 1:  # damaged table XML: fall back to the header cells
         names = [str(ws.cell(min_row, c).value) for c in range(min_col, max_col + 1)]
@@ -333,7 +329,7 @@ def _read_table(ws: Any, table: Any, range_boundaries: Any, name: str = "") -> t
         get = ws._cells.get
         cols = range(min_col, max_col + 1)
         rows = [tuple(None if (c := get((r, j))) is None else c.value for j in cols) for r in range(first, last + 1)]
-    while rows and all(v is None or (isinstance(v, str) and not v.strip()) for v in rows[-1]):
+    while rows and all(map(_blank, rows[-1])):
         rows.pop()
     df = pd.DataFrame(rows, columns=names)
     end = first + len(rows) - 1
@@ -357,6 +353,18 @@ def _read_table(ws: Any, table: Any, range_boundaries: Any, name: str = "") -> t
     if problems:
         df.attrs[ATTR_PROBLEMS] = problems
     return df, first
+
+
+def _data_span(table: Any, range_boundaries: Any) -> tuple[int, int, int, int, int]:
+    """``(min_col, header row, max_col, first data row, last data row)`` of an Excel table."""
+    min_col, min_row, max_col, max_row = range_boundaries(table.ref)
+    first = min_row + int(table.headerRowCount if table.headerRowCount is not None else 1)
+    return min_col, min_row, max_col, first, max_row - int(table.totalsRowCount or 0)
+
+
+def _blank(v: Any) -> bool:
+    """An empty cell: None (openpyxl), "" (python-calamine) or only spaces."""
+    return v is None or (isinstance(v, str) and not v.strip())
 
 
 def _holds_planner_table(names: list[str]) -> bool:
@@ -394,17 +402,15 @@ def _read_raw_table(book: Any, ws: Any, table: Any, range_boundaries: Any,
     if ws.title not in cache:
         cache[ws.title] = book().get_sheet_by_name(ws.title).to_python(skip_empty_area=False)
     grid = cache[ws.title]
-    min_col, min_row, max_col, max_row = range_boundaries(table.ref)
-    first = min_row + int(table.headerRowCount if table.headerRowCount is not None else 1)
-    last = min(max_row - int(table.totalsRowCount or 0), len(grid))
+    min_col, min_row, max_col, first, last = _data_span(table, range_boundaries)
+    last = min(last, len(grid))
     width = max_col - min_col + 1
     names = [c.name for c in table.tableColumns] if table.tableColumns else []
     if len(names) != width:
         head = grid[min_row - 1] if min_row - 1 < len(grid) else []
         names = [str(head[c - 1] if c - 1 < len(head) and head[c - 1] != "" else None)
                  for c in range(min_col, max_col + 1)]
-    while last >= first and all(v == "" or (isinstance(v, str) and not v.strip())
-                                for v in grid[last - 1][min_col - 1:max_col]):
+    while last >= first and all(map(_blank, grid[last - 1][min_col - 1:max_col])):
         last -= 1   # trailing blank rows are not part of the data
     rows = [r[min_col - 1:max_col] for r in grid[first - 1:last]]
     df = pd.DataFrame(rows, columns=range(len(rows[0])) if rows else range(0)).reindex(columns=range(width))
